@@ -1,0 +1,52 @@
+"""Where a node keeps its files, and the defaults of the grid, in one place.
+
+The CLI, ``serve`` and the TUI all build the same :class:`Settings` from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel
+
+__all__ = ["Settings", "WORKER_PORT", "ROUTER_PORT", "TRACKER_PORT", "DEFAULT_HOST", "ALLOWANCE"]
+
+WORKER_PORT = 17474
+ROUTER_PORT = 17475
+TRACKER_PORT = 17476
+#: Every server binds loopback unless told otherwise.
+DEFAULT_HOST = "127.0.0.1"
+#: Bootstrap credit every pubkey starts with, in tokens.
+ALLOWANCE = 10_000
+
+
+class Settings(BaseModel):
+    """Paths of a node's data directory (``~/.lobstah`` or ``$LOBSTAH_HOME``)."""
+
+    home: Path
+    identity_path: Path
+    #: The JS-format ledger (``$LOBSTAH_LEDGER``), the default for ``ledger import/export``.
+    jsonl_ledger_path: Path
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``LOBSTAH_HOME``, ``LOBSTAH_IDENTITY`` and ``LOBSTAH_LEDGER``."""
+        env = os.environ if environ is None else environ
+        home = Path(env.get("LOBSTAH_HOME") or Path.home() / ".lobstah").expanduser()
+        return cls(
+            home=home,
+            identity_path=Path(env.get("LOBSTAH_IDENTITY") or home / "identity.json").expanduser(),
+            jsonl_ledger_path=Path(env.get("LOBSTAH_LEDGER") or home / "ledger.jsonl").expanduser(),
+        )
+
+    @property
+    def ledger_path(self) -> Path:
+        """The SQLite ledger of signed receipts."""
+        return self.home / "ledger.sqlite3"
+
+    @property
+    def peers_path(self) -> Path:
+        """The peer list, a JSON array of ``{pubkey, url, label?}`` (JS format)."""
+        return self.home / "peers.json"

@@ -1,0 +1,81 @@
+"""The error hierarchy of lobstah_core.
+
+Every error carries a wire ``type`` (the ``error.type`` of an HTTP error body) and an HTTP
+``status``, so each server maps them to responses once, in a middleware, and the CLI prints
+``str(error)`` as its one readable line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "LobstahError",
+    "ProtocolError",
+    "InvalidSignature",
+    "MalformedMessage",
+    "StaleMessage",
+    "UnsafeUrl",
+    "IdentityError",
+    "LedgerError",
+]
+
+
+class LobstahError(Exception):
+    """Base of every error lobstah_core raises on purpose."""
+
+    type: str = "lobstah_error"
+    status: int = 500
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        #: Extra fields for the HTTP error body (e.g. ``model``, ``attempts``).
+        self.details = details
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON error body ``{"error": {"type", "message", ...}}`` of the wire format."""
+        return {"error": {"type": self.type, "message": self.message, **self.details}}
+
+
+class ProtocolError(LobstahError):
+    """A message that does not meet the wire format."""
+
+    type = "protocol_error"
+    status = 400
+
+
+class MalformedMessage(ProtocolError):
+    """Not the right shape: bad JSON, missing fields, wrong types."""
+
+    type = "invalid_request"
+
+
+class InvalidSignature(ProtocolError):
+    """A signature that does not verify against the claimed public key."""
+
+    type = "bad_signature"
+
+
+class StaleMessage(ProtocolError):
+    """A timestamp outside the accepted window (too old or too far in the future)."""
+
+    type = "stale"
+
+
+class UnsafeUrl(ProtocolError):
+    """A peer URL refused by the URL-safety policy."""
+
+    type = "unsafe_url"
+
+
+class IdentityError(LobstahError):
+    """The identity file is missing, unreadable or corrupt."""
+
+    type = "identity_error"
+
+
+class LedgerError(LobstahError):
+    """The ledger store cannot be opened or written."""
+
+    type = "ledger_error"

@@ -1,0 +1,380 @@
+"""The ledger: every signed receipt a node issued (as worker) or accepted (as requester).
+
+SQLite in WAL mode, so a worker and a router sharing one home can write at once. Each receipt is
+verified before it is stored and its nonce is the primary key, so a replay is a duplicate even
+across restarts. Balances never re-read receipts: triggers keep a per-pubkey aggregate row up to
+date inside the same transaction as the insert, which makes a balance one indexed lookup however
+long the ledger grows.
+
+The methods block; servers call them from a thread (``asyncio.to_thread``), never on the loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+from .config import ALLOWANCE
+from .errors import LedgerError, MalformedMessage, ProtocolError
+from .protocol.receipts import SignedReceipt, verify_receipt
+from .protocol.schemas import Balance, BalanceTotals, SelfBalance
+
+__all__ = ["Ledger", "AddResult", "ImportReport", "BalanceBucket", "iter_lines"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS receipts (
+    nonce         TEXT PRIMARY KEY,
+    job_id        TEXT NOT NULL,
+    requester     TEXT NOT NULL,
+    worker        TEXT NOT NULL,
+    model         TEXT NOT NULL,
+    input_tokens  INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    started_at    INTEGER NOT NULL,
+    completed_at  INTEGER NOT NULL,
+    signed        TEXT NOT NULL  -- the signed receipt's JSON, as received
+);
+CREATE INDEX IF NOT EXISTS receipts_by_completed ON receipts (completed_at);
+CREATE INDEX IF NOT EXISTS receipts_by_worker ON receipts (worker, completed_at);
+CREATE INDEX IF NOT EXISTS receipts_by_requester ON receipts (requester, completed_at);
+
+CREATE TABLE IF NOT EXISTS balances (
+    pubkey   TEXT PRIMARY KEY,
+    earned   INTEGER NOT NULL DEFAULT 0,
+    spent    INTEGER NOT NULL DEFAULT 0,
+    -- receipts in which this pubkey is the worker; their sum over all rows counts the ledger
+    issued   INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+CREATE TRIGGER IF NOT EXISTS receipts_credit AFTER INSERT ON receipts BEGIN
+    INSERT INTO balances (pubkey, earned, issued)
+        VALUES (new.worker, new.input_tokens + new.output_tokens, 1)
+        ON CONFLICT (pubkey) DO UPDATE
+        SET earned = earned + excluded.earned, issued = issued + 1;
+    INSERT INTO balances (pubkey, spent)
+        VALUES (new.requester, new.input_tokens + new.output_tokens)
+        ON CONFLICT (pubkey) DO UPDATE SET spent = spent + excluded.spent;
+END;
+"""
+
+_INSERT = """
+INSERT OR IGNORE INTO receipts (nonce, job_id, requester, worker, model, input_tokens,
+    output_tokens, started_at, completed_at, signed)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+_VERIFIERS = os.cpu_count() or 1
+
+AddStatus = Literal["added", "duplicate", "invalid"]
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """What :meth:`Ledger.add` did with one receipt."""
+
+    status: AddStatus
+    #: Why an ``invalid`` receipt was refused (the error's message).
+    reason: str | None = None
+
+
+@dataclass
+class ImportReport:
+    """Counts of an import: good lines added, and what was refused and why."""
+
+    added: int = 0
+    duplicate: int = 0
+    invalid: int = 0
+    malformed: int = 0
+    #: The first few refusals as ``(line number, reason)``, for a readable report.
+    problems: list[tuple[int, str]] = field(default_factory=list)
+
+    def refuse(self, kind: Literal["invalid", "malformed"], line: int, reason: str) -> None:
+        setattr(self, kind, getattr(self, kind) + 1)
+        if len(self.problems) < 10:
+            self.problems.append((line, reason))
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    kind: Literal["invalid", "malformed"]
+    reason: str
+
+
+#: What verifying one item gives: a row ready to insert, or why it was refused.
+_Outcome = tuple[Any, ...] | _Refusal
+
+
+@dataclass(frozen=True)
+class BalanceBucket:
+    """Credits earned and spent by one pubkey in one time bucket (for plots)."""
+
+    #: Start of the bucket, milliseconds since the epoch.
+    start: int
+    earned: int
+    spent: int
+
+
+class Ledger:
+    """A SQLite store of verified signed receipts with per-pubkey balances."""
+
+    def __init__(self, path: Path | str, *, batch_size: int = 2000) -> None:
+        """Open (creating if needed) the ledger at ``path``; ``":memory:"`` for a private one.
+
+        Raises:
+            LedgerError: the file cannot be opened or is not a ledger.
+        """
+        self.path = path
+        self._batch_size = batch_size
+        self._lock = threading.Lock()
+        try:
+            if str(path) != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE) so two processes
+            # writing at once queue on the lock instead of failing to upgrade a read lock.
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA busy_timeout = 30000")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"cannot open ledger {path}: {exc}") from None
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def add(self, signed: SignedReceipt | dict[str, Any]) -> AddResult:
+        """Verify one signed receipt and store it unless its nonce is already known.
+
+        Returns:
+            ``added``, ``duplicate`` (nonce seen before), or ``invalid`` with the reason.
+        """
+        try:
+            model = verify_receipt(signed)
+        except ProtocolError as exc:
+            return AddResult("invalid", exc.message)
+        added = self._insert([_row(model)])
+        return AddResult("added" if added else "duplicate")
+
+    def add_many(self, receipts: Iterable[SignedReceipt | dict[str, Any]]) -> ImportReport:
+        """Verify and store many receipts, in batched transactions (a bulk import)."""
+        wire = (r.to_wire() if isinstance(r, SignedReceipt) else r for r in receipts)
+        return self._ingest(enumerate(wire, start=1))
+
+    def import_jsonl(self, lines: Iterable[str]) -> ImportReport:
+        """Import a JS ``ledger.jsonl``: one signed receipt per line; blank lines are skipped.
+
+        Good lines are stored; malformed (not a signed-receipt JSON object), invalid (bad
+        signature) and duplicate lines are counted and never stored.
+        """
+        return self._ingest((n, line) for n, line in enumerate(lines, start=1) if line.strip())
+
+    def _ingest(self, numbered: Iterable[tuple[int, str | dict[str, Any]]]) -> ImportReport:
+        report = ImportReport()
+        items = iter(numbered)
+        first = list(islice(items, self._batch_size))
+        if len(first) < self._batch_size:
+            # Everything fits in one batch: not worth starting verifier processes.
+            self._store(report, first, _verified_rows([item for _, item in first]))
+            report.problems.sort()
+            return report
+        # A bulk import. Verification (JSON parse, schema, Ed25519) is CPU-bound Python, so it
+        # runs in worker processes, a few batches ahead, while this process inserts.
+        pending: deque[tuple[list[Any], Future[list[_Outcome]]]] = deque()
+        with ProcessPoolExecutor(_VERIFIERS, mp_context=get_context("spawn")) as pool:
+            batch = first
+            while batch:
+                pending.append((batch, pool.submit(_verified_rows, [item for _, item in batch])))
+                if len(pending) > 2 * _VERIFIERS:
+                    done, future = pending.popleft()
+                    self._store(report, done, future.result())
+                batch = list(islice(items, self._batch_size))
+            while pending:
+                done, future = pending.popleft()
+                self._store(report, done, future.result())
+        report.problems.sort()
+        return report
+
+    def _store(self, report: ImportReport, batch: list[tuple[int, Any]], outcomes: list[_Outcome]) -> None:
+        rows = []
+        for (number, _), outcome in zip(batch, outcomes):
+            if isinstance(outcome, _Refusal):
+                report.refuse(outcome.kind, number, outcome.reason)
+            else:
+                rows.append(outcome)
+        added = self._insert(rows)
+        report.added += added
+        report.duplicate += len(rows) - added
+
+    def export_jsonl(self, out: TextIO) -> int:
+        """Write every receipt, oldest stored first, as JS ``ledger.jsonl``; returns the count."""
+        count = 0
+        for (signed,) in self._read("SELECT signed FROM receipts ORDER BY rowid"):
+            out.write(signed + "\n")
+            count += 1
+        return count
+
+    def has_nonce(self, nonce: str) -> bool:
+        """Whether a receipt with this nonce is stored."""
+        return bool(self._read_one("SELECT 1 FROM receipts WHERE nonce = ?", (nonce,)))
+
+    def balance(self, pubkey: str, allowance: int = ALLOWANCE) -> SelfBalance:
+        """Earned, spent, net and available credit of ``pubkey`` by this ledger."""
+        row = self._read_one("SELECT earned, spent FROM balances WHERE pubkey = ?", (pubkey,))
+        earned, spent = row or (0, 0)
+        net = earned - spent
+        return SelfBalance(
+            pubkey=pubkey,
+            earned=earned,
+            spent=spent,
+            net=net,
+            allowance=allowance,
+            available=allowance + net,
+        )
+
+    def available_credit(self, pubkey: str) -> int:
+        """Allowance plus net credit of ``pubkey``: a worker refuses requesters at ≤ 0."""
+        return self.balance(pubkey).available
+
+    def totals(self) -> BalanceTotals:
+        """Credits across the whole ledger (earned = spent = sum of credits) and its size."""
+        row = self._read_one(
+            "SELECT coalesce(sum(earned), 0), coalesce(sum(spent), 0),"
+            " coalesce(sum(issued), 0) FROM balances"
+        )
+        earned, spent, count = row or (0, 0, 0)
+        return BalanceTotals(earned=earned, spent=spent, receipts=count)
+
+    def summary(self, pubkey: str) -> Balance:
+        """The ``GET /balance`` body for ``pubkey``."""
+        return Balance(pubkey=pubkey, totals=self.totals(), self=self.balance(pubkey))
+
+    def recent(self, limit: int = 50, pubkey: str | None = None) -> list[SignedReceipt]:
+        """The newest receipts by ``completedAt`` (optionally those ``pubkey`` is party to)."""
+        if pubkey is None:
+            rows = self._read(
+                "SELECT signed FROM receipts ORDER BY completed_at DESC LIMIT ?", (limit,)
+            )
+        else:
+            rows = self._read(
+                "SELECT signed FROM (SELECT signed, completed_at FROM receipts WHERE worker = ?"
+                " UNION ALL SELECT signed, completed_at FROM receipts"
+                " WHERE requester = ? AND worker != ?)"
+                " ORDER BY completed_at DESC LIMIT ?",
+                (pubkey, pubkey, pubkey, limit),
+            )
+        return [SignedReceipt.model_validate_json(signed) for (signed,) in rows]
+
+    def history(self, pubkey: str, bucket_ms: int, since_ms: int = 0) -> list[BalanceBucket]:
+        """Credits ``pubkey`` earned and spent per ``bucket_ms`` since ``since_ms``, oldest first."""
+        if bucket_ms <= 0:
+            raise ValueError("bucket_ms must be positive")
+        rows = self._read(
+            "SELECT bucket, sum(earned), sum(spent) FROM ("
+            " SELECT completed_at / :b * :b AS bucket, input_tokens + output_tokens AS earned,"
+            "  0 AS spent FROM receipts WHERE worker = :pk AND completed_at >= :since"
+            " UNION ALL"
+            " SELECT completed_at / :b * :b, 0, input_tokens + output_tokens FROM receipts"
+            "  WHERE requester = :pk AND completed_at >= :since"
+            ") GROUP BY bucket ORDER BY bucket",
+            {"b": bucket_ms, "pk": pubkey, "since": since_ms},
+        )
+        return [BalanceBucket(start, earned, spent) for start, earned, spent in rows]
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> int:
+        if not rows:
+            return 0
+        with self._transaction():
+            # rowcount sums the rows each INSERT added (OR IGNORE skips known nonces) and,
+            # unlike total_changes, leaves out the trigger's writes.
+            return self._db.executemany(_INSERT, rows).rowcount
+
+    def _read(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def _read_one(self, sql: str, params: Any = ()) -> tuple[Any, ...] | None:
+        with self._lock:
+            return self._db.execute(sql, params).fetchone()
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db, self._lock)
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` under the connection lock; rolls back on error."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.Lock) -> None:
+        self._db = db
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        try:
+            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self._lock.release()
+
+
+def _verified_rows(items: list[str | dict[str, Any]]) -> list[_Outcome]:
+    """Parse (if a jsonl line) and verify each item: a row to insert, or why it was refused."""
+    outcomes: list[_Outcome] = []
+    for item in items:
+        try:
+            body = json.loads(item) if isinstance(item, str) else item
+        except ValueError as exc:
+            outcomes.append(_Refusal("malformed", f"not JSON ({exc})"))
+            continue
+        try:
+            outcomes.append(_row(verify_receipt(body)))
+        except MalformedMessage as exc:
+            outcomes.append(_Refusal("malformed", exc.message))
+        except ProtocolError as exc:
+            outcomes.append(_Refusal("invalid", exc.message))
+    return outcomes
+
+
+def _row(signed: SignedReceipt) -> tuple[Any, ...]:
+    receipt = signed.receipt
+    return (
+        receipt.nonce,
+        receipt.job_id,
+        receipt.requester_pubkey,
+        receipt.worker_pubkey,
+        receipt.model,
+        receipt.input_tokens,
+        receipt.output_tokens,
+        receipt.started_at,
+        receipt.completed_at,
+        json.dumps(signed.to_wire(), separators=(",", ":"), ensure_ascii=False),
+    )
+
+
+def iter_lines(path: Path) -> Iterator[str]:
+    """Lines of a text file, read lazily (imports of large ledgers stay small in memory)."""
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        yield from handle

@@ -1,0 +1,161 @@
+"""Canonical JSON: the exact bytes the JavaScript Lobstah nodes sign.
+
+The JS nodes sort every object's keys with the default ``Array.prototype.sort()`` and then call
+``JSON.stringify``. Reproducing that byte for byte needs three things Python's ``json`` module
+does differently:
+
+- keys compare by UTF-16 code units, not code points (an astral-plane key such as an emoji is a
+  surrogate pair starting at U+D83D, so it sorts *before* U+FF61);
+- strings escape only ``"``, ``\\`` and control characters; lone surrogates become ``\\udxxx``
+  (ES2019 well-formed ``JSON.stringify``) while everything else, U+2028 included, stays raw;
+- objects list array-index keys (``"0"`` … ``"4294967294"``, no leading zeros) first, in
+  numeric order, whatever the sort said: JavaScript property order puts them there;
+- numbers follow ECMAScript ``Number::toString`` (``1.0`` -> ``1``, ``1e21`` -> ``1e+21``,
+  ``1e-7`` -> ``1e-7``); every number is an IEEE double, so integers beyond 2**53 lose precision
+  exactly as they would in JavaScript.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from decimal import Decimal
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from typing import Any
+
+__all__ = ["canonicalize", "canonical_bytes"]
+
+_MAX_SAFE_INTEGER = 2**53 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ARRAY_INDEX = re.compile(r"0|[1-9][0-9]{0,9}")
+_MAX_ARRAY_INDEX = 2**32 - 2
+
+
+def canonicalize(value: Any) -> str:
+    """Return the canonical JSON text of ``value``, as the JS nodes would produce it.
+
+    Args:
+        value: JSON-like data: dict (str keys), list/tuple, str, int, float, bool or None.
+
+    Returns:
+        The canonical JSON string (no whitespace, keys in UTF-16 order).
+
+    Raises:
+        TypeError: for values JSON cannot represent (sets, bytes, non-string keys, ...).
+    """
+    parts: list[str] = []
+    _encode(value, parts)
+    return "".join(parts)
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """The UTF-8 bytes of :func:`canonicalize` — what a signature covers."""
+    return canonicalize(value).encode("utf-8")
+
+
+def _encode(value: Any, out: list[str]) -> None:
+    # bool before int: bool is a subclass of int in Python.
+    if value is None or value is True or value is False:
+        out.append("null" if value is None else "true" if value else "false")
+    elif isinstance(value, str):
+        out.append(_encode_string(value))
+    elif isinstance(value, int):
+        out.append(_encode_int(value))
+    elif isinstance(value, float):
+        out.append(_encode_float(value))
+    elif isinstance(value, dict):
+        _encode_object(value, out)
+    elif isinstance(value, (list, tuple)):
+        out.append("[")
+        for index, item in enumerate(value):
+            if index:
+                out.append(",")
+            _encode(item, out)
+        out.append("]")
+    else:
+        raise TypeError(f"cannot canonicalize a value of type {type(value).__name__}")
+
+
+def _encode_object(obj: dict[Any, Any], out: list[str]) -> None:
+    for key in obj:
+        if not isinstance(key, str):
+            raise TypeError(f"object keys must be strings, not {type(key).__name__}")
+    out.append("{")
+    for index, key in enumerate(_property_order(obj)):
+        if index:
+            out.append(",")
+        out.append(_encode_string(key))
+        out.append(":")
+        _encode(obj[key], out)
+    out.append("}")
+
+
+def _property_order(obj: dict[str, Any]) -> list[str]:
+    """The order JSON.stringify emits the keys of an object built from sorted keys."""
+    # Code-point and UTF-16 order differ only for characters beyond U+FFFF; plain ASCII keys
+    # (every key the protocol itself uses) can take the fast built-in sort.
+    if all(key.isascii() for key in obj):
+        keys = sorted(obj)
+    else:
+        keys = sorted(obj, key=_utf16_sort_key)
+    indices = [key for key in keys if _is_array_index(key)]
+    if not indices:
+        return keys
+    indices.sort(key=int)
+    return indices + [key for key in keys if not _is_array_index(key)]
+
+
+def _is_array_index(key: str) -> bool:
+    return _ARRAY_INDEX.fullmatch(key) is not None and int(key) <= _MAX_ARRAY_INDEX
+
+
+def _utf16_sort_key(key: str) -> bytes:
+    # Big-endian UTF-16 bytes compare exactly like sequences of UTF-16 code units.
+    return key.encode("utf-16-be", "surrogatepass")
+
+
+def _encode_string(text: str) -> str:
+    # encode_basestring (json's ensure_ascii=False path) escapes exactly what JSON.stringify
+    # escapes (", \, and C0 controls, as lowercase \u00xx) and leaves the rest raw; only
+    # surrogates need a JS-specific pass.
+    encoded: str = encode_basestring(text)
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return encoded
+    # A Python str may hold a high+low pair as two chars; in JS that is one well-formed
+    # character, so pair them up first, then escape whatever is still lone.
+    joined = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+    encoded = encode_basestring(joined)
+    return _SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", encoded)
+
+
+def _encode_int(number: int) -> str:
+    if -_MAX_SAFE_INTEGER <= number <= _MAX_SAFE_INTEGER:
+        return str(number)
+    # Beyond 2**53 a JS number is the nearest double; print that double as JS would.
+    return _encode_float(float(number))
+
+
+def _encode_float(number: float) -> str:
+    """ECMAScript ``Number::toString(10)`` of ``number`` (NaN and infinities are ``null``)."""
+    if math.isnan(number) or math.isinf(number):
+        return "null"  # what JSON.stringify does with non-finite numbers
+    if number == 0:
+        return "0"  # covers -0, which JS also prints as "0"
+    sign = "-" if number < 0 else ""
+    # repr() gives the shortest digit string that round-trips, the same digits JS chooses.
+    _, digit_tuple, exponent = Decimal(repr(abs(number))).as_tuple()
+    digits = "".join(map(str, digit_tuple)).rstrip("0")
+    assert isinstance(exponent, int)
+    # n is the position of the decimal point relative to the digit string (spec's "n").
+    n = len(digit_tuple) + exponent
+    k = len(digits)
+    if k <= n <= 21:
+        body = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        body = f"{digits[:n]}.{digits[n:]}"
+    elif -6 < n <= 0:
+        body = "0." + "0" * (-n) + digits
+    else:
+        mantissa = digits if k == 1 else f"{digits[0]}.{digits[1:]}"
+        body = f"{mantissa}e{'+' if n - 1 >= 0 else '-'}{abs(n - 1)}"
+    return sign + body

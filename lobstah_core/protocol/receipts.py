@@ -1,0 +1,158 @@
+"""Receipts: a worker's signed statement of the tokens one completion used.
+
+A receipt is signed by the worker over its canonical JSON. The router that requested the work
+accepts it only if the signature verifies, it is addressed to the router, it is fresh
+(``|now - completedAt| <= 300 000 ms``) and its nonce is new; the nonce check needs state and
+lives in the ledger, the rest is here.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StrictInt, StringConstraints
+
+from ..errors import InvalidSignature, MalformedMessage, StaleMessage
+from .identity import Identity
+from .wire import HexSignature, Pubkey, WireModel, parse_model, sign_object, verify_object
+
+__all__ = [
+    "Receipt",
+    "SignedReceipt",
+    "RECEIPT_WINDOW_MS",
+    "new_nonce",
+    "sign_receipt",
+    "verify_receipt",
+    "check_receipt_fresh",
+    "check_receipt_addressed",
+    "encode_receipt_header",
+    "decode_receipt_header",
+]
+
+#: How far ``completedAt`` may be from the verifier's clock, either way.
+RECEIPT_WINDOW_MS = 300_000
+
+Nonce = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+TokenCount = Annotated[StrictInt, Field(ge=0)]
+
+
+class Receipt(WireModel, extra="allow"):
+    """The token usage of one completion (unknown fields are kept: the signature covers them)."""
+
+    version: Literal[1]
+    job_id: str
+    #: 16 random bytes as 32 lowercase hex; unique per receipt, the replay guard.
+    nonce: Nonce
+    #: The router's ``lob1`` key, or ``anonymous`` when the request named none.
+    requester_pubkey: str
+    worker_pubkey: Pubkey
+    model: str
+    input_tokens: TokenCount
+    output_tokens: TokenCount
+    #: Milliseconds since the epoch.
+    started_at: StrictInt
+    completed_at: StrictInt
+
+    @property
+    def credit(self) -> int:
+        """Credits this receipt moves from requester to worker."""
+        return self.input_tokens + self.output_tokens
+
+
+class SignedReceipt(WireModel):
+    """A receipt with the worker's signature."""
+
+    receipt: Receipt
+    signature: HexSignature
+
+
+def new_nonce() -> str:
+    """A fresh receipt nonce: 16 random bytes as 32 lowercase hex."""
+    return secrets.token_hex(16)
+
+
+def sign_receipt(receipt: Receipt | dict[str, Any], identity: Identity) -> SignedReceipt:
+    """Sign ``receipt`` as its worker.
+
+    Args:
+        receipt: the receipt, as a model or a plain dict in wire form.
+        identity: the worker's identity; must match ``workerPubkey``.
+
+    Returns:
+        The signed receipt.
+
+    Raises:
+        MalformedMessage: the receipt is not valid, or names another worker.
+    """
+    model = parse_model(Receipt, receipt)
+    if model.worker_pubkey != identity.pubkey:
+        raise MalformedMessage("a receipt can only be signed by its worker")
+    body = model.to_wire()
+    return SignedReceipt(receipt=model, signature=sign_object(body, identity))
+
+
+def verify_receipt(signed: SignedReceipt | dict[str, Any]) -> SignedReceipt:
+    """Check the worker's signature of a signed receipt.
+
+    Args:
+        signed: ``{"receipt": {...}, "signature": "..."}`` as a model or a plain dict.
+
+    Returns:
+        The signed receipt as a model.
+
+    Raises:
+        MalformedMessage: not a well-formed signed receipt.
+        InvalidSignature: the signature does not verify.
+    """
+    model = parse_model(SignedReceipt, signed)
+    verify_object(model.receipt.worker_pubkey, model.receipt.to_wire(), model.signature)
+    return model
+
+
+def check_receipt_fresh(
+    receipt: Receipt, now_ms: int, window_ms: int = RECEIPT_WINDOW_MS
+) -> None:
+    """Raise :class:`StaleMessage` when ``completedAt`` is more than ``window_ms`` from now."""
+    skew = now_ms - receipt.completed_at
+    if abs(skew) > window_ms:
+        direction = "old" if skew > 0 else "far in the future"
+        raise StaleMessage(f"receipt is too {direction} ({abs(skew)} ms from now)")
+
+
+def check_receipt_addressed(
+    receipt: Receipt, requester_pubkey: str, worker_pubkey: str | None = None
+) -> None:
+    """Raise :class:`InvalidSignature` unless the receipt is for this requester (and worker).
+
+    ``worker_pubkey`` is the peer actually called ([ext]): a receipt signed by anyone else
+    is refused even if its signature is good.
+    """
+    if receipt.requester_pubkey != requester_pubkey:
+        raise InvalidSignature("receipt is addressed to another requester", reason="wrong_requester")
+    if worker_pubkey is not None and receipt.worker_pubkey != worker_pubkey:
+        raise InvalidSignature("receipt is signed by a worker we did not call", reason="wrong_worker")
+
+
+def encode_receipt_header(signed: SignedReceipt) -> str:
+    """The ``x-lobstah-receipt`` header / SSE comment value: base64 of the signed JSON."""
+    text = json.dumps(signed.to_wire(), separators=(",", ":"), ensure_ascii=False)
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def decode_receipt_header(value: str) -> dict[str, Any]:
+    """Decode an ``x-lobstah-receipt`` value to its JSON object (not yet verified).
+
+    Raises:
+        MalformedMessage: not base64 of a JSON object.
+    """
+    try:
+        body = json.loads(base64.b64decode(value.strip(), validate=True))
+    except ValueError as exc:
+        raise MalformedMessage(f"receipt header is not base64 JSON ({exc})") from None
+    if not isinstance(body, dict):
+        raise MalformedMessage("receipt header must hold a JSON object")
+    return body
+

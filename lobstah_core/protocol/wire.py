@@ -1,0 +1,86 @@
+"""The base of every wire model, and signing of JSON objects over their canonical form."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic.alias_generators import to_camel
+
+from ..errors import MalformedMessage
+from .canonical import canonical_bytes
+from .identity import Identity, verify_signature
+
+__all__ = [
+    "WireModel",
+    "Pubkey",
+    "HexSignature",
+    "parse_model",
+    "describe_validation_error",
+    "sign_object",
+    "verify_object",
+]
+
+#: ``lob1`` + 64 lowercase hex digits.
+Pubkey = Annotated[str, StringConstraints(pattern=r"^lob1[0-9a-f]{64}$")]
+#: An Ed25519 signature as 128 lowercase hex digits.
+HexSignature = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{128}$")]
+
+
+class WireModel(BaseModel):
+    """A JSON body of the wire format: camelCase on the wire, snake_case in Python.
+
+    ``to_wire()`` returns exactly the fields that were given (``exclude_unset``), so a model
+    parsed from a peer's JSON reproduces that JSON's keys, and therefore its signature.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON object of this model, with the wire's key names."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_model(model_type: type[M], value: M | dict[str, Any]) -> M:
+    """``value`` as a ``model_type``: returned as is if it already is one, else validated.
+
+    Raises:
+        MalformedMessage: naming the first field that does not validate.
+    """
+    if isinstance(value, model_type):
+        return value
+    try:
+        return model_type.model_validate(value)
+    except ValidationError as exc:
+        raise MalformedMessage(
+            f"malformed {model_type.__name__}: {describe_validation_error(exc)}"
+        ) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One readable line for the first problem pydantic found, e.g. ``messages.0.role: ...``."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "body"
+    return f"{where}: {error['msg']}"
+
+
+def sign_object(body: dict[str, Any], identity: Identity) -> str:
+    """The hex Ed25519 signature by ``identity`` over the canonical JSON of ``body``."""
+    return identity.sign_hex(canonical_bytes(body))
+
+
+def verify_object(pubkey: str, body: dict[str, Any], signature: str) -> None:
+    """Check that ``signature`` by ``pubkey`` covers the canonical JSON of ``body``.
+
+    Raises:
+        MalformedMessage: malformed key or signature.
+        InvalidSignature: the signature does not verify.
+    """
+    verify_signature(pubkey, canonical_bytes(body), signature)

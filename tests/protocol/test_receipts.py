@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from lobstah_core.errors import InvalidSignature, MalformedMessage, StaleMessage
+from lobstah_core.protocol import (
+    Identity,
+    Receipt,
+    SignedReceipt,
+    check_receipt_addressed,
+    check_receipt_fresh,
+    decode_receipt_header,
+    encode_receipt_header,
+    new_nonce,
+    sign_receipt,
+    verify_receipt,
+)
+from lobstah_core.protocol.canonical import canonicalize
+
+from .conftest import requires_node
+
+WORKER = Identity.from_seed(bytes(range(32)))
+REQUESTER = Identity.from_seed(bytes(range(1, 33)))
+
+
+def make_receipt(**changes: Any) -> dict[str, Any]:
+    body = {
+        "version": 1,
+        "jobId": "job-1",
+        "nonce": "0f" * 16,
+        "requesterPubkey": REQUESTER.pubkey,
+        "workerPubkey": WORKER.pubkey,
+        "model": "demo-fast",
+        "inputTokens": 12,
+        "outputTokens": 30,
+        "startedAt": 1_767_225_600_000,
+        "completedAt": 1_767_225_601_000,
+    }
+    return {**body, **changes}
+
+
+def test_javascript_signature_verifies(js_vectors: dict) -> None:
+    for name in ("receipt", "anonymousReceipt"):
+        signed = verify_receipt(js_vectors[name]["signed"])
+        assert canonicalize(signed.receipt.to_wire()) == js_vectors[name]["canonical"]
+
+
+def test_we_sign_exactly_what_javascript_signs(js_vectors: dict) -> None:
+    # Ed25519 is deterministic: same key, same bytes -> same signature.
+    worker = Identity.from_seed(bytes.fromhex(js_vectors["workerSeed"]))
+    ours = sign_receipt(js_vectors["receipt"]["signed"]["receipt"], worker)
+    assert ours.signature == js_vectors["receipt"]["signed"]["signature"]
+
+
+@requires_node
+def test_javascript_accepts_our_signatures(node_verify: Any) -> None:
+    signed = sign_receipt(make_receipt(model="llama3.2:3b 🦙", nonce=new_nonce()), WORKER)
+    assert node_verify(WORKER.pubkey, canonicalize(signed.receipt.to_wire()), signed.signature)
+
+
+def test_round_trip_from_model_and_from_dict() -> None:
+    signed = sign_receipt(make_receipt(), WORKER)
+    assert verify_receipt(signed) == signed
+    assert verify_receipt(signed.to_wire()).signature == signed.signature
+    model = Receipt.model_validate(make_receipt())
+    assert sign_receipt(model, WORKER).signature == signed.signature
+    assert signed.receipt.credit == 42
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("version", 2),
+        ("jobId", "job-2"),
+        ("nonce", "1f" * 16),
+        ("requesterPubkey", WORKER.pubkey),
+        ("workerPubkey", REQUESTER.pubkey),
+        ("model", "demo-slow"),
+        ("inputTokens", 13),
+        ("outputTokens", 3000),
+        ("startedAt", 1),
+        ("completedAt", 1_767_225_601_001),
+        ("extra", "field"),
+    ],
+)
+def test_any_change_breaks_the_signature(field: str, value: Any) -> None:
+    signed = sign_receipt(make_receipt(), WORKER).to_wire()
+    forged = copy.deepcopy(signed)
+    forged["receipt"][field] = value
+    with pytest.raises((InvalidSignature, MalformedMessage)):
+        verify_receipt(forged)
+
+
+def test_unknown_fields_are_covered_and_kept() -> None:
+    signed = sign_receipt(make_receipt(region="eu"), WORKER)
+    again = verify_receipt(signed.to_wire())
+    assert again.receipt.to_wire()["region"] == "eu"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"inputTokens": -1},
+        {"outputTokens": "5"},
+        {"outputTokens": 1.5},
+        {"nonce": "xyz"},
+        {"workerPubkey": "anonymous"},
+        {"completedAt": None},
+    ],
+)
+def test_malformed_receipts(changes: dict[str, Any]) -> None:
+    body = {"receipt": make_receipt(**changes), "signature": "00" * 64}
+    with pytest.raises(MalformedMessage):
+        verify_receipt(body)
+
+
+def test_only_the_worker_can_sign() -> None:
+    with pytest.raises(MalformedMessage):
+        sign_receipt(make_receipt(), REQUESTER)
+
+
+def test_freshness_window() -> None:
+    receipt = Receipt.model_validate(make_receipt())
+    done = receipt.completed_at
+    check_receipt_fresh(receipt, now_ms=done + 300_000)
+    check_receipt_fresh(receipt, now_ms=done - 300_000)
+    with pytest.raises(StaleMessage, match="old"):
+        check_receipt_fresh(receipt, now_ms=done + 300_001)
+    with pytest.raises(StaleMessage, match="future"):
+        check_receipt_fresh(receipt, now_ms=done - 300_001)
+
+
+def test_addressing() -> None:
+    receipt = Receipt.model_validate(make_receipt())
+    check_receipt_addressed(receipt, REQUESTER.pubkey, WORKER.pubkey)
+    with pytest.raises(InvalidSignature, match="another requester"):
+        check_receipt_addressed(receipt, WORKER.pubkey)
+    with pytest.raises(InvalidSignature, match="did not call"):
+        check_receipt_addressed(receipt, REQUESTER.pubkey, REQUESTER.pubkey)
+
+
+def test_header_round_trip_and_garbage() -> None:
+    signed = sign_receipt(make_receipt(model="modèle"), WORKER)
+    assert verify_receipt(decode_receipt_header(encode_receipt_header(signed))) == signed
+    for garbage in ("not base64!", "W10=", ""):  # W10= is base64 of "[]"
+        with pytest.raises(MalformedMessage):
+            decode_receipt_header(garbage)
+
+
+def test_nonces_are_fresh_hex() -> None:
+    nonces = {new_nonce() for _ in range(100)}
+    assert len(nonces) == 100
+    assert all(len(n) == 32 and int(n, 16) >= 0 for n in nonces)
+    assert SignedReceipt.model_fields.keys() == {"receipt", "signature"}

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from lobstah_core.protocol.schemas import Capacity, ChatCompletionRequest, JobRequest
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {"name": "read_file", "parameters": {"type": "object", "properties": {}}},
+    }
+]
+
+
+def test_chat_request_keeps_every_unknown_field() -> None:
+    body = {
+        "model": "demo-fast",
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "data:,"}}]},
+            {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function"}]},
+        ],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "tools": TOOLS,
+        "tool_choice": "auto",
+        "max_completion_tokens": 64,
+        "response_format": {"type": "json_object"},
+        "x_vendor": {"anything": [1, 2]},
+    }
+    request = ChatCompletionRequest.model_validate(body)
+    assert request.stream and request.stream_options and request.stream_options.include_usage
+    assert request.to_body() == body
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"messages": [{"role": "user", "content": "x"}]},
+        {"model": "", "messages": [{"role": "user", "content": "x"}]},
+        {"model": "m", "messages": []},
+        {"model": "m", "messages": [{"content": "x"}]},
+        {"model": "m", "messages": [{"role": "user", "content": 5}]},
+        {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": "yes"},
+    ],
+)
+def test_chat_request_refuses_what_routing_cannot_use(body: dict) -> None:
+    with pytest.raises(ValidationError):
+        ChatCompletionRequest.model_validate(body)
+
+
+def test_jobs_cannot_stream() -> None:
+    with pytest.raises(ValidationError):
+        JobRequest.model_validate({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True})
+
+
+def test_capacity_defaults_to_best_effort() -> None:
+    capacity = Capacity.model_validate({"pubkey": "lob1" + "ab" * 32, "models": ["m"], "queueDepth": 0})
+    assert capacity.tier == "best-effort"
