@@ -9,9 +9,11 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-__all__ = ["Settings", "WORKER_PORT", "ROUTER_PORT", "TRACKER_PORT", "DEFAULT_HOST", "ALLOWANCE"]
+from .protocol.announcements import Tier
+
+__all__ = ["Settings", "WorkerSettings", "WORKER_PORT", "ROUTER_PORT", "TRACKER_PORT", "DEFAULT_HOST", "ALLOWANCE"]
 
 WORKER_PORT = 17474
 ROUTER_PORT = 17475
@@ -50,3 +52,26 @@ class Settings(BaseModel):
     def peers_path(self) -> Path:
         """The peer list, a JSON array of ``{pubkey, url, label?}`` (JS format)."""
         return self.home / "peers.json"
+
+
+class WorkerSettings(BaseModel):
+    """How a worker runs; the CLI, ``serve`` and the TUI all build this."""
+
+    host: str = DEFAULT_HOST
+    port: int = Field(default=WORKER_PORT, ge=0, le=65535)
+    tier: Tier = "best-effort"
+    #: Engine calls at once.
+    concurrency: int = Field(default=2, ge=1)
+    #: Requests allowed to wait for a slot; beyond that, 429 overloaded.
+    max_queue: int = Field(default=16, ge=0)
+    #: Async jobs allowed in the queue at once.
+    max_jobs: int = Field(default=1000, ge=1)
+    label: str | None = None
+    #: Refuse requesters whose available credit in our ledger is <= 0 (off: friends-only grid).
+    check_credit: bool = True
+    #: Refuse requests without a valid [ext] request signature (401).
+    require_signed_requests: bool = False
+    #: Largest request body; openclaw's bodies run to ~60 KB, images make them bigger.
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    #: Done jobs are kept this long, failed ones half as long.
+    job_ttl_seconds: int = Field(default=3600, ge=1)

@@ -18,6 +18,17 @@ __all__ = [
     "UnsafeUrl",
     "IdentityError",
     "LedgerError",
+    "RequestError",
+    "InvalidJson",
+    "UnsupportedMediaType",
+    "PayloadTooLarge",
+    "Unauthorized",
+    "InsufficientCredit",
+    "NotFound",
+    "ModelNotFound",
+    "NotCancellable",
+    "Overloaded",
+    "EngineError",
 ]
 
 
@@ -79,3 +90,68 @@ class LedgerError(LobstahError):
     """The ledger store cannot be opened or written."""
 
     type = "ledger_error"
+
+
+class RequestError(LobstahError):
+    """A request a server refuses (the subclasses set the HTTP status)."""
+
+    type = "invalid_request"
+    status = 400
+
+
+class InvalidJson(RequestError):
+    type = "invalid_json"
+
+
+class UnsupportedMediaType(RequestError):
+    type = "unsupported_media_type"
+    status = 415
+
+
+class PayloadTooLarge(RequestError):
+    type = "payload_too_large"
+    status = 413
+
+
+class Unauthorized(RequestError):
+    type = "unauthorized"
+    status = 401
+
+
+class InsufficientCredit(RequestError):
+    """The requester's available credit in this worker's ledger is used up."""
+
+    type = "insufficient_credit"
+    status = 402
+
+
+class NotFound(RequestError):
+    type = "not_found"
+    status = 404
+
+
+class ModelNotFound(NotFound):
+    type = "model_not_found"
+
+
+class NotCancellable(RequestError):
+    type = "not_cancellable"
+    status = 409
+
+
+class Overloaded(RequestError):
+    """The worker's queue is full; ``retry_after`` seconds is a fair wait."""
+
+    type = "overloaded"
+    status = 429
+
+    def __init__(self, message: str, retry_after: int = 1, **details: object) -> None:
+        super().__init__(message, **details)
+        self.retry_after = retry_after
+
+
+class EngineError(LobstahError):
+    """The inference engine (Ollama, an upstream) failed or cannot be reached."""
+
+    type = "engine_error"
+    status = 502

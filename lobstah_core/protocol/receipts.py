@@ -23,6 +23,8 @@ __all__ = [
     "Receipt",
     "SignedReceipt",
     "RECEIPT_WINDOW_MS",
+    "RECEIPT_HEADER",
+    "RECEIPT_COMMENT",
     "new_nonce",
     "sign_receipt",
     "verify_receipt",
@@ -31,6 +33,11 @@ __all__ = [
     "encode_receipt_header",
     "decode_receipt_header",
 ]
+
+#: The response header of a plain completion that carries its signed receipt.
+RECEIPT_HEADER = "x-lobstah-receipt"
+#: The SSE comment prefix of a streamed completion's receipt.
+RECEIPT_COMMENT = ":lobstah-receipt:"
 
 #: How far ``completedAt`` may be from the verifier's clock, either way.
 RECEIPT_WINDOW_MS = 300_000

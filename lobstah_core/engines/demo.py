@@ -1,0 +1,127 @@
+"""The demo engine: deterministic text at a chosen speed, no model needed.
+
+It drives ``make demo`` and the tests. Its models are plainly demo models (``demo-…``), its text
+is derived from the prompt so the same request always gets the same answer, and its timing
+(a first-token delay, then tokens per second) makes a demo grid look and time like real
+inference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .base import Usage, completion_id, now_seconds
+
+__all__ = ["DemoEngine", "DEMO_MODELS"]
+
+DEMO_MODELS = ("demo-fast", "demo-smart")
+_WORDS = (
+    "lobsters molt to grow, and every molt leaves them soft for a while; the grid lends spare "
+    "compute the same way: a mac mini idles at night, a neighbour borrows its cycles, a signed "
+    "receipt records the tokens, and the ledger keeps both sides honest while the tide turns"
+).split()
+_DEFAULT_MAX_TOKENS = 48
+
+
+class DemoEngine:
+    """A deterministic engine with configurable latency."""
+
+    name = "demo"
+
+    def __init__(
+        self,
+        models: tuple[str, ...] = DEMO_MODELS,
+        *,
+        first_token_delay: float = 0.0,
+        tokens_per_second: float = 0.0,
+    ) -> None:
+        """
+        Args:
+            models: model ids to serve.
+            first_token_delay: seconds before the first token.
+            tokens_per_second: generation speed; 0 means as fast as possible.
+        """
+        self._models = list(models)
+        self.first_token_delay = first_token_delay
+        self.tokens_per_second = tokens_per_second
+
+    async def models(self) -> list[str]:
+        return list(self._models)
+
+    async def chat(self, request: dict[str, Any]) -> dict[str, Any]:
+        words, usage = self._plan(request)
+        await self._wait(len(words))
+        return {
+            "id": completion_id(),
+            "object": "chat.completion",
+            "created": now_seconds(),
+            "model": request["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "".join(words)},
+                    "finish_reason": "length" if _max_tokens(request) else "stop",
+                }
+            ],
+            "usage": usage.to_openai(),
+        }
+
+    async def stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        words, usage = self._plan(request)
+        ident, created, model = completion_id(), now_seconds(), request["model"]
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+            choices = [{"index": 0, "delta": delta, "finish_reason": finish}] if delta or finish else []
+            return {"id": ident, "object": "chat.completion.chunk", "created": created,
+                    "model": model, "choices": choices, **extra}
+
+        if self.first_token_delay:
+            await asyncio.sleep(self.first_token_delay)
+        yield chunk({"role": "assistant", "content": ""})
+        for word in words:
+            if self.tokens_per_second:
+                await asyncio.sleep(1 / self.tokens_per_second)
+            yield chunk({"content": word})
+        yield chunk({}, "length" if _max_tokens(request) else "stop")
+        yield chunk({}, usage=usage.to_openai())
+
+    async def aclose(self) -> None:
+        return None
+
+    def _plan(self, request: dict[str, Any]) -> tuple[list[str], Usage]:
+        prompt = _prompt_text(request.get("messages", []))
+        count = _max_tokens(request) or _DEFAULT_MAX_TOKENS
+        start = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:4], "big")
+        words = [
+            ("" if i == 0 else " ") + _WORDS[(start + i) % len(_WORDS)] for i in range(count)
+        ]
+        # About four characters a token, as for English with common tokenizers.
+        prompt_tokens = max(1, len(prompt) // 4)
+        return words, Usage(prompt_tokens, count)
+
+    async def _wait(self, tokens: int) -> None:
+        delay = self.first_token_delay + (tokens / self.tokens_per_second if self.tokens_per_second else 0)
+        if delay:
+            await asyncio.sleep(delay)
+
+
+def _max_tokens(request: dict[str, Any]) -> int | None:
+    for field in ("max_completion_tokens", "max_tokens"):
+        value = request.get(field)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _prompt_text(messages: list[dict[str, Any]]) -> str:
+    parts = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts.extend(p.get("text", "") for p in content if isinstance(p, dict))
+    return "\n".join(parts)

@@ -1,0 +1,145 @@
+"""The worker's aiohttp app: every endpoint of WIRE.md "Worker HTTP"."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TypeVar
+
+from aiohttp import web
+
+from ..config import WorkerSettings
+from ..engines.base import WorkerEngine
+from ..errors import NotCancellable, NotFound, Overloaded
+from ..http import MAX_BODY, error_middleware, json_response, parse_body, read_body
+from ..ledger import Ledger
+from ..protocol.identity import Identity
+from ..protocol.schemas import ChatCompletionRequest, JobAccepted, JobRequest, ModelCard, ModelList
+from .chat import plain_completion, streamed_completion
+from .job_store import JobStore
+from .jobs import JobRunner
+from .service import WorkerService, wall_clock_ms
+
+__all__ = ["create_app", "SERVICE", "JOBS"]
+
+C = TypeVar("C", bound=ChatCompletionRequest)
+SERVICE = web.AppKey("service", WorkerService)
+JOBS = web.AppKey("jobs", JobRunner)
+
+
+def create_app(
+    settings: WorkerSettings,
+    identity: Identity,
+    engine: WorkerEngine,
+    home: Path,
+    *,
+    clock_ms: Callable[[], int] = wall_clock_ms,
+) -> web.Application:
+    """A worker app. Its ledger and job queue live in ``home``; the app owns and closes them,
+    and the engine, in its cleanup context.
+
+    Run it with ``handler_cancellation=True`` on the runner, so that a client that hangs up
+    cancels its engine call.
+    """
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    app[MAX_BODY] = settings.max_body_bytes
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        ledger = Ledger(home / "ledger.sqlite3")
+        store = JobStore(home / "jobs.sqlite3", settings.job_ttl_seconds)
+        service = WorkerService(identity, engine, ledger, settings, clock_ms)
+        runner = JobRunner(service, store)
+        await runner.start()
+        app[SERVICE], app[JOBS] = service, runner
+        yield
+        await runner.stop()
+        await engine.aclose()
+        store.close()
+        ledger.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/", index)
+    app.router.add_get("/pubkey", pubkey)
+    app.router.add_get("/capacity", capacity)
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/jobs", create_job)
+    app.router.add_get("/v1/jobs/{job_id}", get_job)
+    app.router.add_delete("/v1/jobs/{job_id}", cancel_job)
+    return app
+
+
+async def index(request: web.Request) -> web.Response:
+    return web.Response(text="lobstah-worker")
+
+
+async def pubkey(request: web.Request) -> web.Response:
+    return web.json_response({"pubkey": request.app[SERVICE].identity.pubkey})
+
+
+async def capacity(request: web.Request) -> web.Response:
+    service, jobs = request.app[SERVICE], request.app[JOBS]
+    counts = await asyncio.to_thread(jobs.store.counts)
+    return json_response(await service.capacity(counts))
+
+
+async def models(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    owner = f"lobstah:{service.identity.pubkey[:12]}"
+    cards = [ModelCard(id=model, owned_by=owner) for model in await service.models()]
+    return json_response(ModelList(data=cards))
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    service = request.app[SERVICE]
+    chat, requester = await _admit(request, ChatCompletionRequest)
+    if chat.stream:
+        return await streamed_completion(service, request, chat, requester)
+    return await plain_completion(service, chat, requester)
+
+
+async def create_job(request: web.Request) -> web.Response:
+    service, jobs = request.app[SERVICE], request.app[JOBS]
+    job, requester = await _admit(request, JobRequest)
+    counts = await asyncio.to_thread(jobs.store.counts)
+    if counts.queued >= service.settings.max_jobs:
+        raise Overloaded(f"job queue is full ({counts.queued} queued)", retry_after=30)
+    body = job.to_body()
+    metadata = body.pop("metadata", None)
+    record = await asyncio.to_thread(
+        jobs.store.create, requester, body, metadata, service.clock_ms()
+    )
+    jobs.notify()
+    accepted = JobAccepted(job_id=record.job_id, status="queued", created_at=record.created_at)
+    return json_response(accepted, status=202)
+
+
+async def get_job(request: web.Request) -> web.Response:
+    service, jobs = request.app[SERVICE], request.app[JOBS]
+    job_id = request.match_info["job_id"]
+    record = await asyncio.to_thread(jobs.store.get, job_id, service.clock_ms())
+    if record is None:
+        raise NotFound(f"no job {job_id!r} (unknown, cancelled or expired)")
+    return json_response(record)
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    jobs = request.app[JOBS]
+    job_id = request.match_info["job_id"]
+    if await asyncio.to_thread(jobs.store.cancel, job_id):
+        return web.json_response({"jobId": job_id, "cancelled": True})
+    if await asyncio.to_thread(jobs.store.get, job_id, request.app[SERVICE].clock_ms()) is None:
+        raise NotFound(f"no job {job_id!r}")
+    raise NotCancellable(f"job {job_id!r} is no longer queued")
+
+
+async def _admit(request: web.Request, schema: type[C]) -> tuple[C, str]:
+    """Authenticate, parse, and check model and credit, in that order."""
+    service = request.app[SERVICE]
+    raw = await read_body(request)
+    requester = service.authenticate(request.headers, request.method, request.path, raw)
+    body = parse_body(raw, schema)
+    await service.require_model(body.model)
+    await service.check_credit(requester)
+    return body, requester

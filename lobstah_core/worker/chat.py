@@ -1,0 +1,91 @@
+"""``POST /v1/chat/completions`` on a worker: plain (receipt in a header) or SSE stream.
+
+The stream forwards the engine's chunks as they come, then a ``:lobstah-receipt:`` comment,
+then ``data: [DONE]``. The receipt is signed only after the last chunk has been written and is
+recorded in our ledger only after the client has it: a client that disconnects mid-stream cancels
+the engine call and gets no receipt, so both ledgers stay equal.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import aclosing
+from typing import Any
+
+from aiohttp import web
+
+from ..engines.base import Usage, completion_id, usage_of
+from ..errors import EngineError
+from ..protocol.receipts import RECEIPT_COMMENT, RECEIPT_HEADER, encode_receipt_header
+from ..protocol.schemas import ChatCompletionRequest
+from .service import WorkerService
+
+__all__ = ["plain_completion", "streamed_completion"]
+
+
+async def plain_completion(
+    service: WorkerService, request: ChatCompletionRequest, requester: str
+) -> web.Response:
+    body = request.to_body()
+    started = service.clock_ms()
+    async with service.admission.slot():
+        completion = await service.engine.chat(body)
+    usage = _require_usage(usage_of(completion))
+    job_id = str(completion.get("id") or completion_id())
+    signed = service.sign_receipt(job_id, requester, request.model, usage, started)
+    response = web.json_response(
+        completion, headers={RECEIPT_HEADER: encode_receipt_header(signed)}
+    )
+    await service.record_receipt(signed)
+    return response
+
+
+async def streamed_completion(
+    service: WorkerService,
+    http_request: web.Request,
+    request: ChatCompletionRequest,
+    requester: str,
+) -> web.StreamResponse:
+    body = request.to_body()
+    wants_usage = bool(request.stream_options and request.stream_options.include_usage)
+    started = service.clock_ms()
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    usage: Usage | None = None
+    job_id = completion_id()
+    async with service.admission.slot(), aclosing(service.engine.stream(body)) as chunks:
+        try:
+            async for chunk in chunks:
+                usage = usage_of(chunk) or usage
+                job_id = str(chunk.get("id") or job_id)
+                if not wants_usage and not chunk.get("choices"):
+                    continue  # the usage-only chunk, which this client did not ask for
+                if not response.prepared:
+                    await response.prepare(http_request)
+                await response.write(_event(chunk))
+            usage = _require_usage(usage)
+        except EngineError as error:
+            if not response.prepared:
+                raise  # nothing sent yet: a plain JSON 502
+            await response.write(_event(error.to_body()) + b"data: [DONE]\n\n")
+            await response.write_eof()
+            return response
+    if not response.prepared:
+        await response.prepare(http_request)
+    signed = service.sign_receipt(job_id, requester, request.model, usage, started)
+    await response.write(f"{RECEIPT_COMMENT}{encode_receipt_header(signed)}\n\n".encode())
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    await service.record_receipt(signed)
+    return response
+
+
+def _event(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _require_usage(usage: Usage | None) -> Usage:
+    if usage is None:
+        raise EngineError("the engine reported no token usage, so no receipt can be signed")
+    return usage

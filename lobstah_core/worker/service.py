@@ -1,0 +1,146 @@
+"""The worker's shared state and the steps every request goes through.
+
+Authenticate the requester, check its credit, hold an engine slot, run the engine, sign a
+receipt for the tokens used and append it to the worker's own ledger. The HTTP handlers
+(``app.py``) and the job runner (``jobs.py``) are thin layers over these steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from ..config import WorkerSettings
+from ..engines.base import Usage, WorkerEngine
+from ..errors import EngineError, InsufficientCredit, ModelNotFound, ProtocolError, Unauthorized
+from ..ledger import Ledger
+from ..protocol.identity import Identity
+from ..protocol.receipts import Receipt, SignedReceipt, new_nonce, sign_receipt
+from ..protocol.request_signing import ANONYMOUS, REQUESTER_HEADER, verify_request
+from ..protocol.schemas import Capacity
+from .admission import Admission
+
+__all__ = ["WorkerService", "wall_clock_ms"]
+
+#: How long the engine's model list is trusted before asking it again.
+MODELS_TTL_S = 10.0
+
+
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class WorkerService:
+    """Everything a worker's handlers share."""
+
+    identity: Identity
+    engine: WorkerEngine
+    ledger: Ledger
+    settings: WorkerSettings
+    clock_ms: Callable[[], int] = wall_clock_ms
+    admission: Admission = field(init=False)
+    _models: list[str] = field(default_factory=list, init=False)
+    _models_at: float = field(default=float("-inf"), init=False)
+
+    def __post_init__(self) -> None:
+        self.admission = Admission(self.settings.concurrency, self.settings.max_queue)
+
+    def authenticate(
+        self, headers: Mapping[str, str], method: str, path: str, body: bytes
+    ) -> str:
+        """The requester of a request: verified if signed, claimed if not, else anonymous.
+
+        Raises:
+            Unauthorized: a signature that does not verify, or none when one is required.
+        """
+        try:
+            verified = verify_request(headers, method, path, body, self.clock_ms())
+        except ProtocolError as exc:
+            raise Unauthorized(f"bad request signature: {exc.message}") from None
+        if verified is not None:
+            return verified
+        if self.settings.require_signed_requests:
+            raise Unauthorized("this worker only serves signed requests (x-lobstah-signature)")
+        return headers.get(REQUESTER_HEADER) or ANONYMOUS
+
+    async def check_credit(self, requester: str) -> None:
+        """Refuse a requester whose available credit in our ledger is used up.
+
+        Raises:
+            InsufficientCredit: with the ``available`` figure.
+        """
+        if not self.settings.check_credit:
+            return
+        available = await asyncio.to_thread(self.ledger.available_credit, requester)
+        if available <= 0:
+            raise InsufficientCredit(
+                f"requester {requester[:16]}… has no credit left here (available {available})",
+                available=available,
+            )
+
+    async def models(self) -> list[str]:
+        """The engine's models, cached for a few seconds (capacity polls must stay cheap).
+
+        Raises:
+            EngineError: the engine cannot be reached and nothing is cached.
+        """
+        now = time.monotonic()
+        if now - self._models_at > MODELS_TTL_S:
+            try:
+                self._models = await self.engine.models()
+                self._models_at = now
+            except EngineError:
+                if not self._models:
+                    raise
+        return self._models
+
+    async def require_model(self, model: str) -> None:
+        """Raises ModelNotFound unless the engine serves ``model``."""
+        models = await self.models()
+        if model not in models:
+            # The cache may predate a model pulled a moment ago: ask once more.
+            self._models_at = float("-inf")
+            if model not in await self.models():
+                raise ModelNotFound(
+                    f"model {model!r} is not served here (available: {', '.join(models) or 'none'})",
+                    model=model,
+                )
+
+    async def capacity(self, job_counts: object | None = None) -> Capacity:
+        try:
+            models = await self.models()
+        except EngineError:
+            models = []
+        return Capacity(
+            pubkey=self.identity.pubkey,
+            models=models,
+            queue_depth=self.admission.queue_depth,
+            tier=self.settings.tier,
+            concurrency=self.settings.concurrency,
+            job_counts=job_counts,
+        )
+
+    def sign_receipt(
+        self, job_id: str, requester: str, model: str, usage: Usage, started_at: int
+    ) -> SignedReceipt:
+        """Sign the receipt for one completion (record it once the requester has it)."""
+        receipt = Receipt(
+            version=1,
+            job_id=job_id,
+            nonce=new_nonce(),
+            requester_pubkey=requester,
+            worker_pubkey=self.identity.pubkey,
+            model=model,
+            input_tokens=usage.prompt_tokens,
+            output_tokens=usage.completion_tokens,
+            started_at=started_at,
+            completed_at=self.clock_ms(),
+        )
+        return sign_receipt(receipt, self.identity)
+
+    async def record_receipt(self, signed: SignedReceipt) -> None:
+        """Append a receipt we issued to our ledger."""
+        await asyncio.to_thread(self.ledger.add, signed)
