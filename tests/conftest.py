@@ -5,12 +5,49 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from lobstah_core.config import WorkerSettings
+from lobstah_core.engines.base import WorkerEngine
+from lobstah_core.engines.demo import DemoEngine
+from lobstah_core.http import RunningServer
+from lobstah_core.protocol import Identity
+from lobstah_core.worker import create_app
+
 Run = Callable[..., subprocess.CompletedProcess[str]]
+WORKER = Identity.from_seed(b"W" * 32)
+ROUTER = Identity.from_seed(b"Q" * 32)
+
+StartWorker = Callable[..., Awaitable[RunningServer]]
+
+
+@pytest.fixture
+async def start_worker(tmp_path: Path) -> AsyncIterator[StartWorker]:
+    """Start real workers on free loopback ports (demo engine unless given); stopped after."""
+    servers: list[RunningServer] = []
+
+    async def start(
+        engine: WorkerEngine | None = None, home: Path | None = None, **settings: Any
+    ) -> RunningServer:
+        app = create_app(
+            WorkerSettings(port=0, **settings),
+            WORKER,
+            engine or DemoEngine(),
+            home or tmp_path / "worker-home",
+        )
+        server = await RunningServer(app, "127.0.0.1", 0, "worker").start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.stop()
+
+
 
 
 @pytest.fixture
