@@ -67,6 +67,8 @@ class WorkerSettings(BaseModel):
     #: Async jobs allowed in the queue at once.
     max_jobs: int = Field(default=1000, ge=1)
     label: str | None = None
+    #: Serve only these of the engine's models (default: all of them).
+    models: list[str] | None = None
     #: Refuse requesters whose available credit in our ledger is <= 0 (off: friends-only grid).
     check_credit: bool = True
     #: Refuse requests without a valid [ext] request signature (401).

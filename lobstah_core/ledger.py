@@ -173,6 +173,17 @@ class Ledger:
         added = self._insert([_row(model)])
         return AddResult("added" if added else "duplicate")
 
+    def add_verified(self, receipts: list[SignedReceipt]) -> list[bool]:
+        """Store receipts whose signatures the caller has already checked, in one transaction.
+
+        Returns:
+            For each receipt, ``True`` if added, ``False`` if its nonce was already known.
+        """
+        if not receipts:
+            return []
+        with self._transaction():
+            return [self._db.execute(_INSERT, _row(r)).rowcount == 1 for r in receipts]
+
     def add_many(self, receipts: Iterable[SignedReceipt | dict[str, Any]]) -> ImportReport:
         """Verify and store many receipts, in batched transactions (a bulk import)."""
         wire = (r.to_wire() if isinstance(r, SignedReceipt) else r for r in receipts)

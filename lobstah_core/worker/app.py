@@ -54,6 +54,7 @@ def create_app(
         app[SERVICE], app[JOBS] = service, runner
         yield
         await runner.stop()
+        await service.writer.drain()
         await engine.aclose()
         store.close()
         ledger.close()

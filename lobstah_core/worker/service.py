@@ -16,6 +16,7 @@ from ..config import WorkerSettings
 from ..engines.base import Usage, WorkerEngine
 from ..errors import EngineError, InsufficientCredit, ModelNotFound, ProtocolError, Unauthorized
 from ..ledger import Ledger
+from ..ledger_writer import LedgerWriter
 from ..protocol.identity import Identity
 from ..protocol.receipts import Receipt, SignedReceipt, new_nonce, sign_receipt
 from ..protocol.request_signing import ANONYMOUS, REQUESTER_HEADER, verify_request
@@ -42,11 +43,13 @@ class WorkerService:
     settings: WorkerSettings
     clock_ms: Callable[[], int] = wall_clock_ms
     admission: Admission = field(init=False)
+    writer: LedgerWriter = field(init=False)
     _models: list[str] = field(default_factory=list, init=False)
     _models_at: float = field(default=float("-inf"), init=False)
 
     def __post_init__(self) -> None:
         self.admission = Admission(self.settings.concurrency, self.settings.max_queue)
+        self.writer = LedgerWriter(self.ledger)
 
     def authenticate(
         self, headers: Mapping[str, str], method: str, path: str, body: bytes
@@ -90,7 +93,9 @@ class WorkerService:
         now = time.monotonic()
         if now - self._models_at > MODELS_TTL_S:
             try:
-                self._models = await self.engine.models()
+                offered = await self.engine.models()
+                wanted = self.settings.models
+                self._models = [m for m in offered if wanted is None or m in wanted]
                 self._models_at = now
             except EngineError:
                 if not self._models:
@@ -142,5 +147,5 @@ class WorkerService:
         return sign_receipt(receipt, self.identity)
 
     async def record_receipt(self, signed: SignedReceipt) -> None:
-        """Append a receipt we issued to our ledger."""
-        await asyncio.to_thread(self.ledger.add, signed)
+        """Append a receipt we issued (and so need not verify) to our ledger."""
+        await self.writer.add(signed)

@@ -1,0 +1,46 @@
+"""Inference engines a worker can serve from, and how to build one by name."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from .base import Usage, WorkerEngine
+from .demo import DEMO_MODELS, DemoEngine
+from .ollama import OllamaEngine
+from .openai_compat import OpenAICompatibleEngine
+
+__all__ = ["WorkerEngine", "Usage", "DemoEngine", "OllamaEngine", "OpenAICompatibleEngine", "build_engine", "EngineName"]
+
+EngineName = Literal["ollama", "openai", "demo"]
+
+
+def build_engine(
+    name: EngineName,
+    *,
+    upstream: str | None = None,
+    api_key: str | None = None,
+    models: list[str] | None = None,
+    first_token_delay: float = 0.0,
+    tokens_per_second: float = 0.0,
+) -> WorkerEngine:
+    """The engine called ``name``.
+
+    Args:
+        upstream: Ollama's address (``ollama``; default ``$OLLAMA_HOST``) or the upstream's
+            base URL (``openai``, required).
+        models: for ``demo``, the model ids to serve.
+
+    Raises:
+        ValueError: ``openai`` without an upstream URL.
+    """
+    if name == "ollama":
+        return OllamaEngine(host=upstream)
+    if name == "openai":
+        if not upstream:
+            raise ValueError("--engine openai needs --upstream URL (e.g. http://127.0.0.1:8080/v1)")
+        return OpenAICompatibleEngine(upstream, api_key=api_key)
+    return DemoEngine(
+        tuple(models or DEMO_MODELS),
+        first_token_delay=first_token_delay,
+        tokens_per_second=tokens_per_second,
+    )
