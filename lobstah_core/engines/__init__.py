@@ -1,4 +1,9 @@
-"""Inference engines a worker can serve from, and how to build one by name."""
+"""Inference engines a worker can serve from, and how to build one by name.
+
+Engines are imported when built: the Ollama client imports httpx, and httpx imports ``rich``
+for its command line whenever rich is installed, which commands that need no engine (``balance``,
+``ledger``) should not pay for.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,8 @@ from typing import Literal
 
 from .base import Usage, WorkerEngine
 from .demo import DEMO_MODELS, DemoEngine
-from .ollama import OllamaEngine
-from .openai_compat import OpenAICompatibleEngine
 
-__all__ = ["WorkerEngine", "Usage", "DemoEngine", "OllamaEngine", "OpenAICompatibleEngine", "build_engine", "EngineName"]
+__all__ = ["WorkerEngine", "Usage", "DemoEngine", "build_engine", "EngineName"]
 
 EngineName = Literal["ollama", "openai", "demo"]
 
@@ -34,10 +37,14 @@ def build_engine(
         ValueError: ``openai`` without an upstream URL.
     """
     if name == "ollama":
+        from .ollama import OllamaEngine
+
         return OllamaEngine(host=upstream)
     if name == "openai":
         if not upstream:
             raise ValueError("--engine openai needs --upstream URL (e.g. http://127.0.0.1:8080/v1)")
+        from .openai_compat import OpenAICompatibleEngine
+
         return OpenAICompatibleEngine(upstream, api_key=api_key)
     return DemoEngine(
         tuple(models or DEMO_MODELS),
