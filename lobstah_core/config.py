@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from .protocol.announcements import Tier
 
-__all__ = ["Settings", "WorkerSettings", "WORKER_PORT", "ROUTER_PORT", "TRACKER_PORT", "DEFAULT_HOST", "ALLOWANCE"]
+__all__ = ["Settings", "WorkerSettings", "RouterSettings", "WORKER_PORT", "ROUTER_PORT", "TRACKER_PORT", "DEFAULT_HOST", "ALLOWANCE"]
 
 WORKER_PORT = 17474
 ROUTER_PORT = 17475
@@ -77,3 +77,20 @@ class WorkerSettings(BaseModel):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     #: Done jobs are kept this long, failed ones half as long.
     job_ttl_seconds: int = Field(default=3600, ge=1)
+
+
+class RouterSettings(BaseModel):
+    """How a router runs; the CLI, ``serve`` and the TUI all build this."""
+
+    host: str = DEFAULT_HOST
+    port: int = Field(default=ROUTER_PORT, ge=0, le=65535)
+    #: When set, OpenAI clients must send ``Authorization: Bearer <api_key>``.
+    api_key: str | None = None
+    #: Seconds between background capacity refreshes of each peer.
+    capacity_interval: float = Field(default=15.0, gt=0)
+    #: Seconds a capacity probe may take.
+    probe_timeout: float = Field(default=2.0, gt=0)
+    #: Seconds to connect to a peer, and to wait between bytes of its answer.
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=300.0, gt=0)
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)

@@ -29,6 +29,9 @@ __all__ = [
     "NotCancellable",
     "Overloaded",
     "EngineError",
+    "NoPeers",
+    "NoCapablePeer",
+    "AllPeersFailed",
 ]
 
 
@@ -154,4 +157,25 @@ class EngineError(LobstahError):
     """The inference engine (Ollama, an upstream) failed or cannot be reached."""
 
     type = "engine_error"
+    status = 502
+
+
+class NoPeers(LobstahError):
+    """The router has no peers at all."""
+
+    type = "no_peers"
+    status = 503
+
+
+class NoCapablePeer(LobstahError):
+    """No healthy peer serves the requested model."""
+
+    type = "no_capable_peer"
+    status = 503
+
+
+class AllPeersFailed(LobstahError):
+    """Every candidate peer failed; ``errors`` lists what each said."""
+
+    type = "all_peers_failed"
     status = 502

@@ -31,18 +31,23 @@ async def start_worker(tmp_path: Path) -> AsyncIterator[StartWorker]:
     servers: list[RunningServer] = []
 
     async def start(
-        engine: WorkerEngine | None = None, home: Path | None = None, **settings: Any
+        engine: WorkerEngine | None = None,
+        home: Path | None = None,
+        identity: Identity = WORKER,
+        **settings: Any,
     ) -> RunningServer:
+        default_home = tmp_path / ("worker-home" if not servers else f"worker-home-{len(servers)}")
         app = create_app(
             WorkerSettings(port=0, **settings),
-            WORKER,
+            identity,
             engine or DemoEngine(),
-            home or tmp_path / "worker-home",
+            home or default_home,
         )
         server = await RunningServer(app, "127.0.0.1", 0, "worker").start()
         servers.append(server)
         return server
 
+    start.servers = servers  # type: ignore[attr-defined]  # so a test can kill its workers
     yield start
     for server in servers:
         await server.stop()

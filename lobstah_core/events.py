@@ -1,0 +1,129 @@
+"""Typed events of a node, and the bus they travel on.
+
+One way through the data: servers publish what happens here, and everything that watches —
+the router's ``/events`` SSE stream, the TUI, logs — subscribes to the same bus. No second
+bookkeeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+__all__ = [
+    "Event",
+    "ReceiptAccepted",
+    "ReceiptRejected",
+    "PeerFailed",
+    "PeerExcluded",
+    "PeerReadmitted",
+    "CapacityChanged",
+    "EventBus",
+    "event_to_json",
+]
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened, at ``at`` (milliseconds since the epoch)."""
+
+    kind: ClassVar[str] = "event"
+    at: int
+
+
+@dataclass(frozen=True)
+class ReceiptAccepted(Event):
+    """A worker's receipt verified and entered our ledger (we spent ``credit``)."""
+
+    kind: ClassVar[str] = "receipt.accepted"
+    peer: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    nonce: str
+
+
+@dataclass(frozen=True)
+class ReceiptRejected(Event):
+    """A receipt refused: ``reason`` is one of bad_signature, wrong_requester, wrong_worker,
+    stale, replayed, malformed, missing."""
+
+    kind: ClassVar[str] = "receipt.rejected"
+    peer: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PeerFailed(Event):
+    """A call to a peer failed (connection, timeout, 5xx, 429)."""
+
+    kind: ClassVar[str] = "peer.failed"
+    peer: str
+    message: str
+    consecutive_failures: int
+
+
+@dataclass(frozen=True)
+class PeerExcluded(Event):
+    """A peer is left out of selection until ``excluded_until``."""
+
+    kind: ClassVar[str] = "peer.excluded"
+    peer: str
+    excluded_until: int
+
+
+@dataclass(frozen=True)
+class PeerReadmitted(Event):
+    """An excluded peer answered again (or its exclusion ran out)."""
+
+    kind: ClassVar[str] = "peer.readmitted"
+    peer: str
+
+
+@dataclass(frozen=True)
+class CapacityChanged(Event):
+    """A peer's reported models, queue depth or tier changed."""
+
+    kind: ClassVar[str] = "capacity.changed"
+    peer: str
+    models: tuple[str, ...]
+    queue_depth: int
+    tier: str
+
+
+def event_to_json(event: Event) -> dict[str, Any]:
+    """The JSON form of an event: ``{"kind": ..., field: value, ...}``."""
+    return {"kind": event.kind, **dataclasses.asdict(event)}
+
+
+class EventBus:
+    """Fan-out of events to any number of subscribers, never blocking the publisher.
+
+    A subscriber that falls more than ``max_backlog`` events behind loses the oldest ones
+    (a slow dashboard must not slow the router down).
+    """
+
+    def __init__(self, max_backlog: int = 1000) -> None:
+        self._subscribers: set[asyncio.Queue[Event]] = set()
+        self._max_backlog = max_backlog
+
+    def publish(self, event: Event) -> None:
+        for queue in self._subscribers:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(event)
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[Event]]:
+        """A queue receiving every event published while the context is open."""
+        queue: asyncio.Queue[Event] = asyncio.Queue(self._max_backlog)
+        self._subscribers.add(queue)
+        try:
+            yield queue
+        finally:
+            self._subscribers.discard(queue)

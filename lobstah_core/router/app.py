@@ -1,0 +1,200 @@
+"""The router's aiohttp app: the grid as an OpenAI provider (WIRE.md "Router HTTP")."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ..config import RouterSettings
+from ..errors import Unauthorized
+from ..events import EventBus, event_to_json
+from ..http import MAX_BODY, error_middleware, json_response, parse_body, read_body
+from ..ledger import Ledger
+from ..ledger_writer import LedgerWriter
+from ..protocol.identity import Identity
+from ..protocol.schemas import ChatCompletionRequest, ModelCard, ModelList
+from ..worker.service import wall_clock_ms
+from .directory import PeerDirectory
+from .health import HealthBook
+from .peers import PeerStore
+from .proxy import Proxy
+from .receipts import ReceiptDesk
+from .transport import AiohttpTransport, PeerTransport
+
+__all__ = ["create_app", "Router", "ROUTER"]
+
+#: How fresh a peer's capacity must be for /v1/models (WIRE.md: cached 30 s).
+MODELS_MAX_AGE_MS = 30_000
+#: A comment on /events this often keeps proxies from closing an idle stream.
+HEARTBEAT_S = 15.0
+
+
+@dataclass
+class Router:
+    """Everything the router's handlers share."""
+
+    identity: Identity
+    settings: RouterSettings
+    bus: EventBus
+    ledger: Ledger
+    directory: PeerDirectory
+    desk: ReceiptDesk
+    proxy: Proxy
+
+
+ROUTER = web.AppKey("router", Router)
+
+
+def create_app(
+    settings: RouterSettings,
+    identity: Identity,
+    home: Path,
+    *,
+    bus: EventBus | None = None,
+    transport: PeerTransport | None = None,
+    clock_ms: Callable[[], int] = wall_clock_ms,
+) -> web.Application:
+    """A router app over the peers in ``home/peers.json`` and the ledger in ``home``.
+
+    The app owns the ledger, the transport and the background capacity refresh (cleanup context).
+    """
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[error_middleware, _api_key_middleware(settings.api_key)],
+    )
+    app[MAX_BODY] = settings.max_body_bytes
+    events = bus or EventBus()
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        peer_transport = transport or AiohttpTransport(settings.connect_timeout, settings.read_timeout)
+        ledger = Ledger(home / "ledger.sqlite3")
+        writer = LedgerWriter(ledger)
+        health = HealthBook(events, clock_ms)
+        directory = PeerDirectory(
+            PeerStore(home / "peers.json"), health, peer_transport, events, clock_ms,
+            interval=settings.capacity_interval, probe_timeout=settings.probe_timeout,
+        )
+        directory.reload()
+        await directory.refresh()
+        desk = ReceiptDesk(identity.pubkey, writer, events, clock_ms)
+        proxy = Proxy(identity, directory, peer_transport, desk, clock_ms)
+        app[ROUTER] = Router(identity, settings, events, ledger, directory, desk, proxy)
+        background = asyncio.create_task(directory.run())
+        yield
+        background.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await background
+        await directory.close()
+        await writer.drain()
+        await peer_transport.aclose()
+        ledger.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/", index)
+    app.router.add_get("/pubkey", pubkey)
+    app.router.add_get("/peers", peers)
+    app.router.add_get("/balance", balance)
+    app.router.add_get("/events", events_stream)
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    return app
+
+
+def _api_key_middleware(api_key: str | None) -> Any:
+    @web.middleware
+    async def check_api_key(request: web.Request, handler: Any) -> web.StreamResponse:
+        if api_key is not None and request.path.startswith("/v1/"):
+            given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), api_key.encode()):
+                raise Unauthorized("this router needs an API key: Authorization: Bearer <key>")
+        return await handler(request)
+
+    return check_api_key
+
+
+async def index(request: web.Request) -> web.Response:
+    return web.Response(text="lobstah-router")
+
+
+async def pubkey(request: web.Request) -> web.Response:
+    return web.json_response({"pubkey": request.app[ROUTER].identity.pubkey})
+
+
+async def peers(request: web.Request) -> web.Response:
+    """The peer list, each entry with its live health (an extension JS clients ignore)."""
+    router = request.app[ROUTER]
+    now = wall_clock_ms()
+    body = []
+    for peer in router.directory.active():
+        state = router.directory.health.of(peer.pubkey)
+        capacity = state.capacity
+        body.append({
+            **peer.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "health": {
+                "state": "excluded" if state.excluded(now) else "healthy",
+                "consecutiveFailures": state.consecutive_failures,
+                "excludedUntil": state.excluded_until or None,
+                "lastError": state.last_error,
+                "inFlight": state.in_flight,
+                "ttfbMs": state.ttfb_ms,
+                "totalMs": state.total_ms,
+                "models": capacity.models if capacity else [],
+                "queueDepth": capacity.queue_depth if capacity else None,
+                "tier": capacity.tier if capacity else None,
+                "capacityError": state.capacity_error,
+            },
+        })
+    return web.json_response(body)
+
+
+async def balance(request: web.Request) -> web.Response:
+    router = request.app[ROUTER]
+    summary = await asyncio.to_thread(router.ledger.summary, router.identity.pubkey)
+    return json_response(summary)
+
+
+async def events_stream(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: one ``event: <kind>`` / ``data: <json>`` per thing that happens."""
+    bus = request.app[ROUTER].bus
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    await response.write(b": lobstah router events\n\n")
+    async with bus.subscribe() as queue:
+        while True:
+            try:
+                event = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
+            except asyncio.TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            payload = json.dumps(event_to_json(event), separators=(",", ":"))
+            await response.write(f"event: {event.kind}\ndata: {payload}\n\n".encode())
+
+
+async def models(request: web.Request) -> web.Response:
+    """The union of every peer's models, deduplicated by id."""
+    directory = request.app[ROUTER].directory
+    await directory.refresh(older_than_ms=MODELS_MAX_AGE_MS)
+    cards: dict[str, ModelCard] = {}
+    for peer in directory.active():
+        capacity = directory.health.of(peer.pubkey).capacity
+        for model in capacity.models if capacity else []:
+            cards.setdefault(model, ModelCard(id=model, owned_by=f"lobstah:{peer.name}"))
+    return json_response(ModelList(data=list(cards.values())))
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    router = request.app[ROUTER]
+    raw = await read_body(request)
+    chat = parse_body(raw, ChatCompletionRequest)
+    # The client's bytes go to the worker unchanged: every field we do not know passes through.
+    if chat.stream:
+        return await router.proxy.stream(request, raw, chat.model)
+    return await router.proxy.plain(raw, chat.model)

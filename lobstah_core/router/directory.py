@@ -1,0 +1,144 @@
+"""The router's view of its peers: the list from ``peers.json``, and each one's capacity.
+
+Capacity (models, queue depth, tier) is refreshed in the background every ``interval`` seconds,
+at most ``max_probes`` at once, at most one per peer in flight, each with a 2 s timeout. The
+request path only reads what is cached. The peer file is re-read when it changes, so
+``lobstah-core peers add`` takes effect on a running router.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+
+from pydantic import ValidationError
+
+from ..events import CapacityChanged, EventBus
+from ..protocol.schemas import Capacity
+from .health import HealthBook
+from .peers import Peer, PeerListError, PeerStore
+from .transport import PeerTransport, PeerUnreachable
+
+__all__ = ["PeerDirectory"]
+
+log = logging.getLogger("lobstah.router")
+
+
+class PeerDirectory:
+    """Peers, their health, and their capacity, kept current in the background."""
+
+    def __init__(
+        self,
+        store: PeerStore,
+        health: HealthBook,
+        transport: PeerTransport,
+        bus: EventBus,
+        clock_ms: Callable[[], int],
+        *,
+        interval: float = 15.0,
+        probe_timeout: float = 2.0,
+        max_probes: int = 8,
+    ) -> None:
+        self.store, self.health, self.transport, self.bus = store, health, transport, bus
+        self._clock_ms = clock_ms
+        self.interval, self.probe_timeout = interval, probe_timeout
+        self._probe_slots = asyncio.Semaphore(max_probes)
+        self._probes: dict[str, asyncio.Task[None]] = {}
+        self._mtime: float | None = -1.0
+        self.peers: dict[str, Peer] = {}
+        self.load_error: str | None = None
+
+    def reload(self) -> None:
+        """Re-read peers.json if it changed (a broken file keeps the last good list)."""
+        mtime = self.store.mtime()
+        if mtime == self._mtime:
+            return
+        self._mtime = mtime
+        try:
+            peers = self.store.load()
+        except PeerListError as exc:
+            self.load_error = exc.message
+            log.error("%s; keeping the previous peer list", exc.message)
+            return
+        self.load_error = None
+        self.peers = {peer.pubkey: peer for peer in peers}
+        for peer in peers:
+            self.health.of(peer.pubkey)
+
+    def active(self) -> list[Peer]:
+        """Peers to use now (discovered ones drop out when their announcement expires)."""
+        now = self._clock_ms()
+        return [peer for peer in self.peers.values() if not peer.expired(now)]
+
+    def capable(self, model: str) -> list[Peer]:
+        """Active, non-excluded peers whose cached capacity lists ``model``."""
+        now = self._clock_ms()
+        found = []
+        for peer in self.active():
+            state = self.health.of(peer.pubkey)
+            if state.capacity and model in state.capacity.models and not state.excluded(now):
+                found.append(peer)
+        return found
+
+    async def refresh(self, older_than_ms: int = 0) -> None:
+        """Probe every active peer whose capacity is older than ``older_than_ms``; wait for them."""
+        now = self._clock_ms()
+        tasks = []
+        for peer in self.active():
+            state = self.health.of(peer.pubkey)
+            if state.capacity_at is not None and now - state.capacity_at < older_than_ms:
+                continue
+            task = self._probes.get(peer.pubkey)
+            if task is None or task.done():
+                task = self._probes[peer.pubkey] = asyncio.create_task(self._probe(peer))
+            tasks.append(task)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def run(self) -> None:
+        """The background loop: follow peers.json, lift exclusions, refresh capacity."""
+        last_refresh = float("-inf")
+        loop = asyncio.get_running_loop()
+        while True:
+            self.reload()
+            self.health.sweep()
+            if loop.time() - last_refresh >= self.interval:
+                last_refresh = loop.time()
+                asyncio.create_task(self.refresh())
+            await asyncio.sleep(1.0)
+
+    async def close(self) -> None:
+        for task in self._probes.values():
+            task.cancel()
+        for task in self._probes.values():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _probe(self, peer: Peer) -> None:
+        state = self.health.of(peer.pubkey)
+        async with self._probe_slots:
+            try:
+                reply = await self.transport.request(peer, "GET", "/capacity", timeout=self.probe_timeout)
+                try:
+                    body = await asyncio.wait_for(reply.read(), self.probe_timeout)
+                finally:
+                    reply.release()
+                if reply.status != 200:
+                    raise PeerUnreachable(f"/capacity answered {reply.status}")
+                capacity = Capacity.model_validate(json.loads(body))
+            except (PeerUnreachable, asyncio.TimeoutError, ValueError, ValidationError) as exc:
+                state.capacity_error = getattr(exc, "message", None) or str(exc) or "timed out"
+                return
+        if capacity.pubkey != peer.pubkey:
+            state.capacity_error = "answers with another pubkey than the peer list says"
+            state.capacity = None
+            return
+        previous = state.capacity
+        state.capacity, state.capacity_at, state.capacity_error = capacity, self._clock_ms(), None
+        if previous is None or (previous.models, previous.queue_depth, previous.tier) != (
+            capacity.models, capacity.queue_depth, capacity.tier
+        ):
+            self.bus.publish(CapacityChanged(self._clock_ms(), peer.pubkey, tuple(capacity.models), capacity.queue_depth, capacity.tier))

@@ -1,0 +1,223 @@
+"""Forwarding chat completions to peers, with failover, and collecting their receipts.
+
+Candidates are tried in the order :func:`~.selection.rank` gives. Connection errors, timeouts,
+5xx and 429 mark the peer failed and move on; 401/403 (the worker refuses our identity), 402
+(no credit with that worker) and 404 (model gone since the last capacity probe) move on without
+blaming the peer; any other 4xx is the client's mistake and goes back to it as is. Failover happens only before the first byte
+reaches the client: once a stream has started, a failing peer ends it with an SSE error event
+and ``[DONE]``. Streams pass through event by event, with the receipt comment taken out.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import AllPeersFailed, NoCapablePeer, NoPeers
+from ..protocol.identity import Identity
+from ..protocol.receipts import RECEIPT_COMMENT, RECEIPT_HEADER
+from ..protocol.request_signing import sign_request
+from .directory import PeerDirectory
+from .health import HealthBook
+from .peers import Peer
+from .receipts import ReceiptDesk
+from .selection import rank
+from .transport import PeerReply, PeerTransport, PeerUnreachable
+
+__all__ = ["Proxy"]
+
+_CHAT_PATH = "/v1/chat/completions"
+#: Statuses that say "try another peer" without blaming this one: the worker refuses *us*
+#: (our signature, our credit) or no longer has the model. The client's request is not at fault.
+_NOT_HERE = {401, 402, 403, 404}
+
+
+class _Attempts:
+    """What went wrong with each peer tried for one request."""
+
+    def __init__(self) -> None:
+        self.errors: list[dict[str, str]] = []
+
+    def add(self, peer: Peer, message: str) -> None:
+        self.errors.append({"peer": peer.name, "pubkey": peer.pubkey, "message": message})
+
+    def give_up(self) -> AllPeersFailed:
+        summary = "; ".join(f"{e['peer']}: {e['message']}" for e in self.errors)
+        return AllPeersFailed(
+            f"all {len(self.errors)} peers failed ({summary})",
+            attempts=len(self.errors),
+            errors=self.errors,
+        )
+
+
+class Proxy:
+    """The router's request path."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        directory: PeerDirectory,
+        transport: PeerTransport,
+        desk: ReceiptDesk,
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self.identity = identity
+        self.directory = directory
+        self.health: HealthBook = directory.health
+        self.transport = transport
+        self.desk = desk
+        self._clock_ms = clock_ms
+        self._rotation = itertools.count()
+
+    def candidates(self, model: str, preferred_tier: str | None) -> list[Peer]:
+        """Peers to try, best first.
+
+        Raises:
+            NoPeers: the peer list is empty.
+            NoCapablePeer: no healthy peer serves ``model``.
+        """
+        if not self.directory.active():
+            raise NoPeers("this router has no peers: add one with `lobstah-core peers add PUBKEY URL`")
+        capable = self.directory.capable(model)
+        if not capable:
+            raise NoCapablePeer(f"no healthy peer serves model {model!r}", model=model)
+        return rank(capable, self.health.peers, preferred_tier, next(self._rotation))
+
+    async def plain(self, raw: bytes, model: str) -> web.Response:
+        attempts = _Attempts()
+        for peer in self.candidates(model, None):
+            started = time.perf_counter()
+            reply = await self._send(peer, raw, attempts)
+            if reply is None:
+                continue
+            if isinstance(reply, web.Response):
+                return reply
+            try:
+                body = await reply.read()
+            except PeerUnreachable as exc:
+                self._failed(peer, exc.message, attempts)
+                continue
+            finally:
+                reply.release()
+                self.health.of(peer.pubkey).in_flight -= 1
+            elapsed = _ms_since(started)
+            self.health.succeeded(peer.pubkey, elapsed, elapsed)
+            await self.desk.accept_header(reply.headers.get(RECEIPT_HEADER), peer.pubkey)
+            return web.Response(body=body, status=reply.status, content_type="application/json")
+        raise attempts.give_up()
+
+    async def stream(self, request: web.Request, raw: bytes, model: str) -> web.StreamResponse:
+        attempts = _Attempts()
+        for peer in self.candidates(model, "interactive"):
+            started = time.perf_counter()
+            reply = await self._send(peer, raw, attempts)
+            if reply is None:
+                continue
+            if isinstance(reply, web.Response):
+                return reply
+            try:
+                events = _sse_events(reply.lines())
+                try:
+                    first = await anext(events)
+                except (PeerUnreachable, StopAsyncIteration) as exc:
+                    self._failed(peer, getattr(exc, "message", "closed the stream before any event"), attempts)
+                    continue
+                return await self._relay(request, peer, first, events, started)
+            finally:
+                reply.release()
+                self.health.of(peer.pubkey).in_flight -= 1
+        raise attempts.give_up()
+
+    async def _relay(
+        self,
+        request: web.Request,
+        peer: Peer,
+        first: bytes,
+        events: AsyncIterator[bytes],
+        started: float,
+    ) -> web.StreamResponse:
+        ttfb = _ms_since(started)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        receipt: str | None = None
+        event: bytes | None = first
+        try:
+            while event is not None:
+                if event.startswith(RECEIPT_COMMENT.encode()):
+                    receipt = event[len(RECEIPT_COMMENT) :].strip().decode("ascii", "replace")
+                else:
+                    await response.write(event)
+                event = await anext(events, None)
+        except PeerUnreachable as exc:
+            self.health.failed(peer.pubkey, exc.message)
+            error = {"error": {"type": "peer_failed", "message": f"peer {peer.name} failed mid-stream: {exc.message}"}}
+            await response.write(b"data: " + json.dumps(error).encode() + b"\n\ndata: [DONE]\n\n")
+            await response.write_eof()
+            return response
+        self.health.succeeded(peer.pubkey, ttfb, _ms_since(started))
+        await response.write_eof()
+        await self.desk.accept_header(receipt, peer.pubkey)
+        return response
+
+    async def _send(self, peer: Peer, raw: bytes, attempts: _Attempts) -> PeerReply | web.Response | None:
+        """Send to one peer. Returns its 2xx reply (in flight), a 4xx response to pass back to
+        the client, or ``None`` when the next peer should be tried."""
+        headers = {"Content-Type": "application/json", **sign_request(self.identity, "POST", _CHAT_PATH, raw, self._clock_ms())}
+        state = self.health.of(peer.pubkey)
+        state.in_flight += 1
+        try:
+            reply = await self.transport.request(peer, "POST", _CHAT_PATH, raw, headers)
+        except PeerUnreachable as exc:
+            state.in_flight -= 1
+            self._failed(peer, exc.message, attempts)
+            return None
+        if 200 <= reply.status < 300:
+            return reply  # in_flight is decremented by the caller when done with it
+        try:
+            body = await reply.read()
+        except PeerUnreachable:
+            body = b""
+        finally:
+            reply.release()
+            state.in_flight -= 1
+        message = _error_message(reply.status, body)
+        if reply.status >= 500 or reply.status == 429:
+            self._failed(peer, message, attempts)
+            return None
+        if reply.status in _NOT_HERE:
+            attempts.add(peer, message)
+            return None
+        return web.Response(body=body, status=reply.status, content_type="application/json")
+
+    def _failed(self, peer: Peer, message: str, attempts: _Attempts) -> None:
+        self.health.failed(peer.pubkey, message)
+        attempts.add(peer, message)
+
+
+async def _sse_events(lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Group an SSE body into events, each with its blank-line terminator."""
+    pending: list[bytes] = []
+    async for line in lines:
+        pending.append(line)
+        if line in (b"\n", b"\r\n"):
+            yield b"".join(pending)
+            pending = []
+    if pending and b"".join(pending).strip():
+        yield b"".join(pending)
+
+
+def _error_message(status: int, body: bytes) -> str:
+    try:
+        error: Any = json.loads(body)["error"]
+        return f"{status} {error.get('type', 'error')}: {error.get('message', '')}".strip()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return f"{status} {body[:120].decode('utf-8', 'replace')}".strip()
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000

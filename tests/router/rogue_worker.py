@@ -1,0 +1,89 @@
+"""A worker that misbehaves on purpose: it dies mid-stream, or hands out bad receipts.
+
+It speaks enough of the worker API (GET /capacity, POST /v1/chat/completions) for a router to
+pick it, and signs receipts with real keys so that only the misbehaviour under test is wrong.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from lobstah_core.protocol import Identity, encode_receipt_header, new_nonce, sign_receipt
+
+BEHAVIOUR = web.AppKey("behaviour", str)
+STATE = web.AppKey("state", dict)
+COMPLETION = {
+    "id": "chatcmpl-rogue", "object": "chat.completion", "created": 0, "model": "demo-fast",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "trust me"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+}
+
+
+def create_rogue_app(identity: Identity, behaviour: str) -> web.Application:
+    """``behaviour``: die_mid_stream, forged, replayed, stale, misaddressed, wrong_worker, none."""
+    app = web.Application()
+    app[BEHAVIOUR] = behaviour
+    app[STATE] = {"identity": identity, "last": None}
+    app.router.add_get("/capacity", capacity)
+    app.router.add_post("/v1/chat/completions", chat)
+    return app
+
+
+async def capacity(request: web.Request) -> web.Response:
+    identity = request.app[STATE]["identity"]
+    return web.json_response({"pubkey": identity.pubkey, "models": ["demo-fast"], "queueDepth": 0})
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    behaviour, state = request.app[BEHAVIOUR], request.app[STATE]
+    body = await request.json()
+    if behaviour == "die_mid_stream":
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for word in ("one", " two", " three"):
+            chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "demo-fast",
+                     "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        assert request.transport is not None
+        request.transport.abort()  # the process "dies": no receipt, no [DONE]
+        return response
+    headers = {}
+    receipt = _receipt(behaviour, state, request.headers.get("x-lobstah-requester", "anonymous"))
+    if receipt is not None:
+        headers["x-lobstah-receipt"] = receipt
+    assert body["model"] == "demo-fast"
+    return web.json_response(COMPLETION, headers=headers)
+
+
+def _receipt(behaviour: str, state: dict[str, Any], requester: str) -> str | None:
+    if behaviour == "none":
+        return None
+    identity: Identity = state["identity"]
+    now = int(time.time() * 1000)
+    body = {
+        "version": 1, "jobId": "rogue", "nonce": new_nonce(), "requesterPubkey": requester,
+        "workerPubkey": identity.pubkey, "model": "demo-fast", "inputTokens": 5, "outputTokens": 2,
+        "startedAt": now - 100, "completedAt": now,
+    }
+    signer = identity
+    if behaviour == "stale":
+        body["completedAt"] = body["startedAt"] = now - 301_000
+    elif behaviour == "misaddressed":
+        body["requesterPubkey"] = Identity.from_seed(b"\x07" * 32).pubkey
+    elif behaviour == "wrong_worker":
+        signer = Identity.from_seed(b"\x08" * 32)
+        body["workerPubkey"] = signer.pubkey
+    elif behaviour == "replayed" and state["last"] is not None:
+        return state["last"]
+    signed = sign_receipt(body, signer)
+    if behaviour == "forged":
+        wire = signed.to_wire()
+        wire["receipt"]["outputTokens"] = 20_000  # inflate the bill after signing
+        return base64.b64encode(json.dumps(wire).encode()).decode()
+    state["last"] = encode_receipt_header(signed)
+    return state["last"]

@@ -1,0 +1,130 @@
+"""The router as an OpenAI provider, proven with the official `openai` SDK against demo workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from lobstah_core.engines.demo import DemoEngine
+from lobstah_core.ledger import Ledger
+from lobstah_core.protocol import Identity
+
+from ..conftest import StartWorker
+from .conftest import ROUTER_ID, StartRouter, add_peer
+
+WORKERS = [Identity.from_seed(bytes([n]) * 32) for n in (0xA1, 0xA2)]
+
+
+class RecordingEngine(DemoEngine):
+    """The demo engine, keeping every request body it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[dict[str, Any]] = []
+
+    async def chat(self, request: dict[str, Any]) -> dict[str, Any]:
+        self.requests.append(request)
+        return await super().chat(request)
+
+
+def sdk(router_url: str, **options: Any) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{router_url}/v1", api_key=options.pop("api_key", "x"), max_retries=0, **options)
+
+
+@pytest.fixture
+async def grid(start_worker: StartWorker, start_router: StartRouter, router_home: Path) -> Any:
+    for identity in WORKERS:
+        add_peer(router_home, await start_worker(identity=identity), identity.pubkey, label=f"w{identity.pubkey[4:6]}")
+    return await start_router()
+
+
+async def test_plain_completion_and_its_receipt_in_the_ledger(grid: Any, router_home: Path) -> None:
+    client = sdk(grid.url)
+    completion = await client.chat.completions.create(model="demo-fast", messages=[{"role": "user", "content": "hello"}], max_tokens=6)
+    assert completion.choices[0].message.content and completion.usage.completion_tokens == 6
+    with Ledger(router_home / "ledger.sqlite3") as ledger:
+        mine = ledger.balance(ROUTER_ID.pubkey)
+    assert mine.spent == completion.usage.total_tokens
+
+
+@pytest.mark.parametrize("options", [None, {"include_usage": True}])
+async def test_streamed_completion(grid: Any, router_home: Path, options: dict | None) -> None:
+    client = sdk(grid.url)
+    extra = {"stream_options": options} if options else {}
+    stream = await client.chat.completions.create(model="demo-smart", messages=[{"role": "user", "content": "stream"}], max_tokens=5, stream=True, **extra)
+    chunks = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert len(text.split()) == 5
+    usage = [c.usage for c in chunks if c.usage]
+    assert bool(usage) == bool(options)
+    with Ledger(router_home / "ledger.sqlite3") as ledger:
+        assert ledger.totals().receipts == 1
+        assert ledger.recent(1)[0].receipt.output_tokens == 5
+
+
+async def test_models_list_is_the_union(grid: Any) -> None:
+    models = await sdk(grid.url).models.list()
+    assert [m.id for m in models.data] == ["demo-fast", "demo-smart"]
+    assert models.data[0].owned_by.startswith("lobstah:")
+
+
+async def test_unknown_fields_reach_the_worker(start_worker: StartWorker, start_router: StartRouter, router_home: Path) -> None:
+    engine = RecordingEngine()
+    add_peer(router_home, await start_worker(engine, identity=WORKERS[0]), WORKERS[0].pubkey)
+    router = await start_router()
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+    await sdk(router.url).chat.completions.create(
+        model="demo-fast", messages=[{"role": "user", "content": "x"}], tools=tools, tool_choice="auto",
+        max_completion_tokens=4, extra_body={"x_vendor": {"keep": [1, 2]}},
+    )
+    sent = engine.requests[-1]
+    assert sent["tools"] == tools and sent["tool_choice"] == "auto"
+    assert sent["max_completion_tokens"] == 4 and sent["x_vendor"] == {"keep": [1, 2]}
+
+
+async def test_no_peers(start_router: StartRouter) -> None:
+    router = await start_router()
+    with pytest.raises(openai.APIStatusError) as raised:
+        await sdk(router.url).chat.completions.create(model="demo-fast", messages=[{"role": "user", "content": "x"}])
+    assert raised.value.status_code == 503
+    assert raised.value.body["type"] == "no_peers" and "peers add" in raised.value.message
+
+
+async def test_no_capable_peer_names_the_model(grid: Any) -> None:
+    with pytest.raises(openai.APIStatusError) as raised:
+        await sdk(grid.url).chat.completions.create(model="llama-9000", messages=[{"role": "user", "content": "x"}])
+    assert raised.value.status_code == 503
+    assert raised.value.body["type"] == "no_capable_peer" and raised.value.body["model"] == "llama-9000"
+    assert "llama-9000" in raised.value.message
+
+
+async def test_all_peers_failed(start_worker: StartWorker, start_router: StartRouter, router_home: Path) -> None:
+    for identity in WORKERS:
+        worker = await start_worker(identity=identity)
+        add_peer(router_home, worker, identity.pubkey)
+    router = await start_router()
+    # Both workers go away after the router has learned their capacity.
+    for server in start_worker.servers:  # type: ignore[attr-defined]
+        await server.stop()
+    with pytest.raises(openai.APIStatusError) as raised:
+        await sdk(router.url).chat.completions.create(model="demo-fast", messages=[{"role": "user", "content": "x"}])
+    assert raised.value.status_code == 502
+    body = raised.value.body
+    assert body["type"] == "all_peers_failed" and body["attempts"] == 2
+    assert len(body["errors"]) == 2 and all("cannot connect" in e["message"] for e in body["errors"])
+
+
+async def test_api_key_when_required(grid_with_key: Any) -> None:
+    with pytest.raises(openai.AuthenticationError):
+        await sdk(grid_with_key.url, api_key="wrong").models.list()
+    models = await sdk(grid_with_key.url, api_key="s3cret").models.list()
+    assert models.data
+
+
+@pytest.fixture
+async def grid_with_key(start_worker: StartWorker, start_router: StartRouter, router_home: Path) -> Any:
+    add_peer(router_home, await start_worker(identity=WORKERS[0]), WORKERS[0].pubkey)
+    return await start_router(api_key="s3cret")

@@ -1,0 +1,91 @@
+"""Receipts a router must never ledger, and a worker that dies mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lobstah_core.http import RunningServer
+from lobstah_core.ledger import Ledger
+from lobstah_core.protocol import Identity
+
+from .conftest import StartRouter, add_peer
+from .rogue_worker import create_rogue_app
+
+ROGUE = Identity.from_seed(b"\x66" * 32)
+CHAT = {"model": "demo-fast", "messages": [{"role": "user", "content": "bill me"}]}
+
+
+@pytest.fixture
+async def rogue(request: pytest.FixtureRequest) -> AsyncIterator[RunningServer]:
+    server = await RunningServer(create_rogue_app(ROGUE, request.param), "127.0.0.1", 0, "rogue").start()
+    yield server
+    await server.stop()
+
+
+async def read_events(router_url: str, count: int, ready: asyncio.Event) -> list[dict]:
+    found = []
+    async with httpx.AsyncClient(base_url=router_url, timeout=10) as http:
+        async with http.stream("GET", "/events") as response:
+            async for line in response.aiter_lines():
+                ready.set()
+                if line.startswith("data: "):
+                    found.append(json.loads(line[6:]))
+                    if len(found) == count:
+                        return found
+    return found
+
+
+@pytest.mark.parametrize(
+    ("rogue", "reason", "requests"),
+    [
+        ("forged", "bad_signature", 1),
+        ("stale", "stale", 1),
+        ("misaddressed", "wrong_requester", 1),
+        ("wrong_worker", "wrong_worker", 1),
+        ("replayed", "replayed", 2),
+        ("none", "missing", 1),
+    ],
+    indirect=["rogue"],
+)
+async def test_bad_receipts_never_reach_the_ledger(
+    rogue: RunningServer, reason: str, requests: int, start_router: StartRouter, router_home: Path
+) -> None:
+    add_peer(router_home, rogue, ROGUE.pubkey, label="rogue")
+    router = await start_router()
+    ready = asyncio.Event()
+    listener = asyncio.create_task(read_events(router.url, requests, ready))
+    await asyncio.wait_for(ready.wait(), 5)
+    async with httpx.AsyncClient(base_url=router.url) as http:
+        for _ in range(requests):
+            response = await http.post("/v1/chat/completions", json=CHAT)
+            assert response.status_code == 200  # the client still gets its answer
+            assert "x-lobstah-receipt" not in response.headers
+    events = await asyncio.wait_for(listener, 5)
+    assert events[-1]["kind"] == "receipt.rejected" and events[-1]["reason"] == reason
+    assert events[-1]["peer"] == ROGUE.pubkey
+    with Ledger(router_home / "ledger.sqlite3") as ledger:
+        expected = 1 if reason == "replayed" else 0  # the first use of a replayed receipt was fine
+        assert ledger.totals().receipts == expected
+
+
+@pytest.mark.parametrize("rogue", ["die_mid_stream"], indirect=True)
+async def test_a_worker_dying_mid_stream_ends_it_with_an_error_event(
+    rogue: RunningServer, start_router: StartRouter, router_home: Path
+) -> None:
+    add_peer(router_home, rogue, ROGUE.pubkey)
+    router = await start_router()
+    async with httpx.AsyncClient(base_url=router.url, timeout=10) as http:
+        response = await http.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    events = [e for e in response.text.split("\n\n") if e]
+    assert events[-1] == "data: [DONE]"
+    error = json.loads(events[-2].removeprefix("data: "))["error"]
+    assert error["type"] == "peer_failed" and "mid-stream" in error["message"]
+    assert "one" in events[0]  # what arrived before the failure was passed on
+    with Ledger(router_home / "ledger.sqlite3") as ledger:
+        assert ledger.totals().receipts == 0
