@@ -6,8 +6,10 @@ Errors are mapped to responses once, here, in a middleware: handlers raise
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import signal
 import sys
 from typing import Any, TypeVar
 
@@ -34,6 +36,7 @@ __all__ = [
     "start_site",
     "RunningServer",
     "MAX_BODY",
+    "wait_for_shutdown",
 ]
 
 log = logging.getLogger("lobstah")
@@ -175,3 +178,16 @@ async def start_site(
             file=sys.stderr,
         )
     return host, bound_port
+
+
+async def wait_for_shutdown() -> None:
+    """Return on the first SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

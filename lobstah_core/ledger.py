@@ -225,7 +225,7 @@ class Ledger:
 
     def _store(self, report: ImportReport, batch: list[tuple[int, Any]], outcomes: list[_Outcome]) -> None:
         rows = []
-        for (number, _), outcome in zip(batch, outcomes):
+        for (number, _), outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, _Refusal):
                 report.refuse(outcome.kind, number, outcome.reason)
             else:

@@ -50,6 +50,6 @@ class LedgerWriter:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for (_, future), outcome in zip(batch, added):
+            for (_, future), outcome in zip(batch, added, strict=True):
                 if not future.done():
                     future.set_result(outcome)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -11,24 +9,11 @@ from typing import TextIO
 from ..config import WorkerSettings
 from ..engines.base import WorkerEngine
 from ..errors import EngineError
-from ..http import RunningServer
+from ..http import RunningServer, wait_for_shutdown
 from ..protocol.identity import Identity
 from .app import create_app
 
-__all__ = ["run_worker", "wait_for_shutdown"]
-
-
-async def wait_for_shutdown() -> None:
-    """Return on the first SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+__all__ = ["run_worker"]
 
 
 async def run_worker(

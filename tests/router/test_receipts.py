@@ -14,7 +14,8 @@ from lobstah_core.http import RunningServer
 from lobstah_core.ledger import Ledger
 from lobstah_core.protocol import Identity
 
-from .conftest import StartRouter, add_peer
+from ..conftest import StartWorker
+from .conftest import ROUTER_ID, StartRouter, add_peer
 from .rogue_worker import create_rogue_app
 
 ROGUE = Identity.from_seed(b"\x66" * 32)
@@ -89,3 +90,17 @@ async def test_a_worker_dying_mid_stream_ends_it_with_an_error_event(
     assert "one" in events[0]  # what arrived before the failure was passed on
     with Ledger(router_home / "ledger.sqlite3") as ledger:
         assert ledger.totals().receipts == 0
+
+
+async def test_a_node_calling_its_own_worker_is_not_a_replay(start_worker: StartWorker, start_router: StartRouter, router_home: Path) -> None:
+    # Same home, same key: the worker records the receipt before the router sees it.
+    worker = await start_worker(identity=ROUTER_ID, home=router_home)
+    add_peer(router_home, worker, ROUTER_ID.pubkey)
+    router = await start_router()
+    ready = asyncio.Event()
+    listener = asyncio.create_task(read_events(router.url, 1, ready))
+    await asyncio.wait_for(ready.wait(), 5)
+    async with httpx.AsyncClient(base_url=router.url) as http:
+        assert (await http.post("/v1/chat/completions", json=CHAT)).status_code == 200
+    events = await asyncio.wait_for(listener, 5)
+    assert [e["kind"] for e in events] == ["receipt.accepted"]

@@ -1,0 +1,60 @@
+"""Peer list commands: peers add, remove, list."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..config import Settings
+from ..router.peers import Peer, PeerStore
+from .common import CliError, add_command, add_json_flag, first_line, print_json
+
+
+def register(commands: Any) -> None:
+    peers = commands.add_parser("peers", help="the peers this node's router may call")
+    actions = peers.add_subparsers(metavar="ACTION", required=True)
+    add = add_command(actions, "add", cmd_peers_add, "add (or update) a peer by hand")
+    add.add_argument("pubkey", help="the worker's lob1… public key")
+    add.add_argument("url", help="where it listens, e.g. http://192.168.1.20:17474")
+    add.add_argument("label", nargs="?", help="a name to show for it")
+    remove = add_command(actions, "remove", cmd_peers_remove, "remove a peer")
+    remove.add_argument("pubkey")
+    add_json_flag(add_command(actions, "list", cmd_peers_list, "show the peer list"))
+
+
+def cmd_peers_add(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        peer = Peer(pubkey=args.pubkey, url=args.url, label=args.label)
+    except ValidationError as exc:
+        raise CliError(f"not a valid peer: {first_line(exc)}") from None
+    new = PeerStore(settings.peers_path).add(peer)
+    print(f"{'added' if new else 'updated'} {peer.name} {peer.url}")
+    return 0
+
+
+def cmd_peers_remove(args: argparse.Namespace, settings: Settings) -> int:
+    if not PeerStore(settings.peers_path).remove(args.pubkey):
+        raise CliError(f"no peer {args.pubkey} in {settings.peers_path}")
+    print(f"removed {args.pubkey}")
+    return 0
+
+
+def cmd_peers_list(args: argparse.Namespace, settings: Settings) -> int:
+    peers = PeerStore(settings.peers_path).load()
+    if args.json:
+        print_json([p.model_dump(mode="json", by_alias=True, exclude_none=True) for p in peers])
+        return 0
+    if not peers:
+        print(f"no peers yet ({settings.peers_path}); add one with `lobstah-core peers add PUBKEY URL`")
+        return 0
+    now = int(time.time() * 1000)
+    for peer in peers:
+        expiry = ""
+        if peer.expires_at is not None:
+            left = (peer.expires_at - now) // 1000
+            expiry = f"  expires in {left}s" if left > 0 else "  expired"
+        print(f"{peer.label or '-':<16} {peer.pubkey[:16]}…  {peer.url:<32} {peer.source}{expiry}")
+    return 0

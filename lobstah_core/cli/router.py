@@ -1,0 +1,37 @@
+"""Router commands: router start."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..config import RouterSettings, Settings
+from ..identity_file import load_or_create_identity
+from ..router.run import run_router
+from .common import CliError, add_command, first_line
+
+
+def register(commands: Any) -> None:
+    router = commands.add_parser("router", help="use the grid as an OpenAI provider")
+    actions = router.add_subparsers(metavar="ACTION", required=True)
+    start = add_command(actions, "start", cmd_router_start, "serve the OpenAI API over your peers")
+    defaults = RouterSettings()
+    start.add_argument("--host", default=defaults.host, help="address to bind (default %(default)s)")
+    start.add_argument("--port", type=int, default=defaults.port, help="port (default %(default)s)")
+    start.add_argument("--api-key", help="require this key from OpenAI clients (default: any key)")
+
+
+def cmd_router_start(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        router_settings = RouterSettings(host=args.host, port=args.port, api_key=args.api_key)
+    except ValidationError as exc:
+        raise CliError(first_line(exc)) from None
+    identity = load_or_create_identity(settings.identity_path)
+    try:
+        asyncio.run(run_router(router_settings, identity, settings.identity_path, settings.home))
+    except OSError as exc:
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    return 0

@@ -1,0 +1,76 @@
+"""Worker commands: worker start."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..config import Settings, WorkerSettings
+from ..engines import build_engine
+from ..identity_file import load_or_create_identity
+from ..worker.run import run_worker
+from .common import CliError, add_command, first_line
+
+
+def register(commands: Any) -> None:
+    worker = commands.add_parser("worker", help="lend this machine's compute to the grid")
+    actions = worker.add_subparsers(metavar="ACTION", required=True)
+    start = add_command(actions, "start", cmd_worker_start, "serve completions from an engine")
+    defaults = WorkerSettings()
+    start.add_argument("--host", default=defaults.host, help="address to bind (default %(default)s)")
+    start.add_argument("--port", type=int, default=defaults.port, help="port (default %(default)s)")
+    start.add_argument("--engine", choices=["ollama", "openai", "demo"], default="ollama",
+                       help="inference backend (default %(default)s)")
+    start.add_argument("--upstream", metavar="URL",
+                       help="Ollama address (default $OLLAMA_HOST) or OpenAI-compatible base URL")
+    start.add_argument("--upstream-key", metavar="KEY", help="API key for --engine openai")
+    start.add_argument("--model", action="append", dest="models", metavar="MODEL",
+                       help="serve only this model (repeatable; for demo: the models to offer)")
+    start.add_argument("--tier", choices=["interactive", "batch", "best-effort"], default=defaults.tier)
+    start.add_argument("--concurrency", type=int, default=defaults.concurrency,
+                       help="engine calls at once (default %(default)s)")
+    start.add_argument("--max-queue", type=int, default=defaults.max_queue,
+                       help="requests that may wait before 429 (default %(default)s)")
+    start.add_argument("--label", help="a name for this worker in peer lists")
+    start.add_argument("--no-credit-check", action="store_true",
+                       help="serve requesters whatever their credit (friends-only grid)")
+    start.add_argument("--require-signed-requests", action="store_true",
+                       help="refuse requests without a valid x-lobstah-signature")
+    start.add_argument("--demo-delay", type=float, default=0.2, metavar="S",
+                       help="demo engine: seconds to the first token (default %(default)s)")
+    start.add_argument("--demo-tps", type=float, default=40.0, metavar="N",
+                       help="demo engine: tokens per second (default %(default)s)")
+
+
+def cmd_worker_start(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        worker_settings = WorkerSettings(
+            host=args.host,
+            port=args.port,
+            tier=args.tier,
+            concurrency=args.concurrency,
+            max_queue=args.max_queue,
+            label=args.label,
+            models=None if args.engine == "demo" else args.models,
+            check_credit=not args.no_credit_check,
+            require_signed_requests=args.require_signed_requests,
+        )
+        engine = build_engine(
+            args.engine,
+            upstream=args.upstream,
+            api_key=args.upstream_key,
+            models=args.models,
+            first_token_delay=args.demo_delay,
+            tokens_per_second=args.demo_tps,
+        )
+    except (ValidationError, ValueError) as exc:
+        raise CliError(first_line(exc)) from None
+    identity = load_or_create_identity(settings.identity_path)
+    try:
+        asyncio.run(run_worker(worker_settings, identity, settings.identity_path, engine, settings.home))
+    except OSError as exc:
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    return 0
