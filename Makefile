@@ -16,10 +16,10 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# Until the worker lands, the demo shows what exists: an identity and its ledger balance,
-# in a scratch home so it never touches ~/.lobstah.
+# The demo grid, headless until the TUI lands: three demo workers (one flaky) behind a
+# router, with traffic, in a scratch directory. Ctrl-C stops it.
 demo: $(STAMP)
-	LOBSTAH_HOME=$$(mktemp -d) sh -c '$(BIN)/lobstah-core keygen && $(BIN)/lobstah-core balance'
+	$(BIN)/python -m lobstah_core.demo
 
 bench: $(STAMP)
 	$(BIN)/python bench/ledger.py

@@ -1,0 +1,207 @@
+"""The built-in demo grid: three demo workers and a router in one process, with traffic.
+
+``python -m lobstah_core.demo`` (what ``make demo`` runs) builds a complete local grid in a
+scratch directory: a fast worker, a slow one and a flaky one that drops connections now and
+then, all behind a router that a gentle stream of requests goes through. Every event the router
+publishes is printed as one line: receipts as they are accepted, peers failing, being excluded
+and readmitted, capacity changes. Nothing outside the scratch directory is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import aiohttp
+from aiohttp import web
+
+from .config import RouterSettings, WorkerSettings
+from .engines.demo import DemoEngine
+from .events import (
+    CapacityChanged,
+    Event,
+    EventBus,
+    PeerExcluded,
+    PeerFailed,
+    PeerReadmitted,
+    ReceiptAccepted,
+    ReceiptRejected,
+)
+from .http import RunningServer, wait_for_shutdown
+from .protocol.identity import Identity
+from .router.app import ROUTER
+from .router.app import create_app as create_router
+from .router.peers import Peer, PeerStore
+from .worker.app import create_app as create_worker
+
+__all__ = ["DemoGrid", "DemoWorker", "DEMO_WORKERS", "main"]
+
+PROMPTS = [
+    "Summarise the tide tables for tomorrow.",
+    "Write a haiku about a lobster lending its shell.",
+    "Explain signed receipts to a five-year-old.",
+    "List three uses for an idle Mac mini at night.",
+]
+
+
+@dataclass(frozen=True)
+class DemoWorker:
+    """One worker of the demo grid."""
+
+    label: str
+    tier: str
+    first_token_delay: float
+    tokens_per_second: float
+    #: Chance that a request's connection is dropped before any answer.
+    drop_rate: float = 0.0
+
+
+DEMO_WORKERS = (
+    DemoWorker("swift", "interactive", 0.15, 80.0),
+    DemoWorker("steady", "batch", 0.6, 25.0),
+    DemoWorker("flaky", "best-effort", 0.3, 40.0, drop_rate=0.5),
+)
+
+
+def dropping_middleware(rate: float, rng: random.Random) -> Any:
+    """Drop a request's connection with probability ``rate`` (a peer that crashes now and then)."""
+
+    @web.middleware
+    async def drop(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path == "/v1/chat/completions" and rng.random() < rate and request.transport:
+            request.transport.abort()
+            raise web.HTTPServiceUnavailable()
+        return await handler(request)
+
+    return drop
+
+
+class DemoGrid:
+    """Workers and a router on free loopback ports, sharing one event bus."""
+
+    def __init__(self, root: Path, workers: tuple[DemoWorker, ...] = DEMO_WORKERS, seed: int = 7) -> None:
+        self.root = root
+        self.workers = workers
+        self.bus = EventBus()
+        self.router_identity = Identity.generate()
+        self.labels: dict[str, str] = {}
+        self._servers: list[RunningServer] = []
+        self._rng = random.Random(seed)
+        self.router: RunningServer | None = None
+
+    async def start(self) -> RunningServer:
+        """Start every worker, then the router over them; returns the router."""
+        store = PeerStore(self.root / "router" / "peers.json")
+        for spec in self.workers:
+            identity = Identity.generate()
+            engine = DemoEngine(first_token_delay=spec.first_token_delay, tokens_per_second=spec.tokens_per_second)
+            # A friends-only grid: a demo left running for hours must not run out of credit.
+            settings = WorkerSettings(port=0, tier=spec.tier, label=spec.label, concurrency=2, check_credit=False)  # type: ignore[arg-type]
+            app = create_worker(settings, identity, engine, self.root / spec.label)
+            if spec.drop_rate:
+                app.middlewares.insert(0, dropping_middleware(spec.drop_rate, self._rng))
+            server = await RunningServer(app, "127.0.0.1", 0, f"demo worker {spec.label}").start()
+            self._servers.append(server)
+            store.add(Peer(pubkey=identity.pubkey, url=server.url, label=spec.label))
+            self.labels[identity.pubkey] = spec.label
+        app = create_router(RouterSettings(port=0, capacity_interval=5), self.router_identity, self.root / "router", bus=self.bus)
+        self.router = await RunningServer(app, "127.0.0.1", 0, "demo router").start()
+        self._servers.append(self.router)
+        return self.router
+
+    def router_state(self) -> Any:
+        """The running router's shared state (ledger, directory, receipts)."""
+        assert self.router is not None
+        return self.router.runner.app[ROUTER]
+
+    async def stop(self) -> None:
+        for server in reversed(self._servers):
+            await server.stop()
+
+    async def traffic(self, every: float = 0.7) -> None:
+        """A gentle stream of requests through the router, streamed and plain, until cancelled."""
+        assert self.router is not None
+        async with aiohttp.ClientSession(base_url=self.router.url) as session:
+            while True:
+                body = {
+                    "model": self._rng.choice(["demo-fast", "demo-smart"]),
+                    "messages": [{"role": "user", "content": self._rng.choice(PROMPTS)}],
+                    "max_tokens": self._rng.randint(8, 40),
+                    "stream": self._rng.random() < 0.4,
+                }
+                asyncio.create_task(self._one(session, body))
+                await asyncio.sleep(every * self._rng.uniform(0.5, 1.5))
+
+    async def _one(self, session: aiohttp.ClientSession, body: dict[str, Any]) -> None:
+        with contextlib.suppress(aiohttp.ClientError):
+            async with session.post("/v1/chat/completions", json=body) as response:
+                await response.read()
+
+    def describe(self, event: Event) -> str:
+        """One readable line for an event."""
+        clock = time.strftime("%H:%M:%S", time.localtime(event.at / 1000))
+        name = self.labels.get(getattr(event, "peer", ""), getattr(event, "peer", "")[:12])
+        if isinstance(event, ReceiptAccepted):
+            credit = event.input_tokens + event.output_tokens
+            return f"{clock}  → spent     {name:<8} {event.model:<11} {event.input_tokens:>3} in {event.output_tokens:>3} out  ({credit} credits)"
+        if isinstance(event, ReceiptRejected):
+            return f"{clock}  ! rejected  {name:<8} receipt refused: {event.reason} ({event.message})"
+        if isinstance(event, PeerFailed):
+            return f"{clock}  ✗ failed    {name:<8} {event.message} ({event.consecutive_failures} in a row)"
+        if isinstance(event, PeerExcluded):
+            seconds = round((event.excluded_until - event.at) / 1000)
+            return f"{clock}  ⊘ excluded  {name:<8} for {seconds} s"
+        if isinstance(event, PeerReadmitted):
+            return f"{clock}  ✓ readmitted {name}"
+        if isinstance(event, CapacityChanged):
+            return f"{clock}  · capacity  {name:<8} {event.tier}, queue {event.queue_depth}, models {', '.join(event.models)}"
+        return f"{clock}  {event.kind}"
+
+
+async def run_demo(seconds: float | None, out: TextIO) -> None:
+    with tempfile.TemporaryDirectory(prefix="lobstah-demo-") as scratch:
+        grid = DemoGrid(Path(scratch))
+        async with grid.bus.subscribe() as events:
+            router = await grid.start()
+            print(f"lobstah demo grid: router {router.url}/v1 over {len(grid.workers)} demo workers "
+                  f"({', '.join(w.label for w in grid.workers)}); Ctrl-C to stop", file=out)
+            print(f"  try: curl {router.url}/v1/chat/completions -H 'content-type: application/json' "
+                  """-d '{"model":"demo-fast","messages":[{"role":"user","content":"hi"}]}'""", file=out)
+            traffic = asyncio.create_task(grid.traffic())
+            printer = asyncio.create_task(_print_events(grid, events, out))
+            stop = asyncio.create_task(asyncio.sleep(seconds) if seconds else wait_for_shutdown())
+            await stop
+            traffic.cancel()
+            await asyncio.sleep(0.5)
+            printer.cancel()
+            ledger = grid.router_state().ledger
+            balance = await asyncio.to_thread(ledger.balance, grid.router_identity.pubkey)
+            print(f"router balance: spent {balance.spent:,} credits, {balance.available:,} available", file=out)
+        await grid.stop()
+
+
+async def _print_events(grid: DemoGrid, events: asyncio.Queue[Event], out: TextIO) -> None:
+    while True:
+        print(grid.describe(await events.get()), file=out, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lobstah_core.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
+    args = parser.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_demo(args.seconds, sys.stdout))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
