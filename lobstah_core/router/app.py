@@ -93,6 +93,7 @@ def create_app(
         with contextlib.suppress(asyncio.CancelledError):
             await background
         await directory.close()
+        await desk.drain()
         await writer.drain()
         await peer_transport.aclose()
         ledger.close()

@@ -107,7 +107,8 @@ class Proxy:
                 self.health.of(peer.pubkey).in_flight -= 1
             elapsed = _ms_since(started)
             self.health.succeeded(peer.pubkey, elapsed, elapsed)
-            await self.desk.accept_header(reply.headers.get(RECEIPT_HEADER), peer.pubkey)
+            # The client's answer does not wait for the receipt's verification and ledger write.
+            self.desk.accept_later(reply.headers.get(RECEIPT_HEADER), peer.pubkey)
             return web.Response(body=body, status=reply.status, content_type="application/json")
         raise attempts.give_up()
 
@@ -121,13 +122,13 @@ class Proxy:
             if isinstance(reply, web.Response):
                 return reply
             try:
-                events = _sse_events(reply.lines())
+                chunks, relay = reply.chunks(), SseRelay()
                 try:
-                    first = await anext(events)
-                except (PeerUnreachable, StopAsyncIteration) as exc:
-                    self._failed(peer, getattr(exc, "message", "closed the stream before any event"), attempts)
+                    first = await _first_events(chunks, relay)
+                except PeerUnreachable as exc:
+                    self._failed(peer, exc.message, attempts)
                     continue
-                return await self._relay(request, peer, first, events, started)
+                return await self._relay(request, peer, first, chunks, relay, started)
             finally:
                 reply.release()
                 self.health.of(peer.pubkey).in_flight -= 1
@@ -138,30 +139,31 @@ class Proxy:
         request: web.Request,
         peer: Peer,
         first: bytes,
-        events: AsyncIterator[bytes],
+        chunks: AsyncIterator[bytes],
+        relay: SseRelay,
         started: float,
     ) -> web.StreamResponse:
         ttfb = _ms_since(started)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
-        receipt: str | None = None
-        event: bytes | None = first
+        await response.write(first)
         try:
-            while event is not None:
-                if event.startswith(RECEIPT_COMMENT.encode()):
-                    receipt = event[len(RECEIPT_COMMENT) :].strip().decode("ascii", "replace")
-                else:
-                    await response.write(event)
-                event = await anext(events, None)
+            async for chunk in chunks:
+                events = relay.feed(chunk)
+                if events:
+                    await response.write(events)
         except PeerUnreachable as exc:
             self.health.failed(peer.pubkey, exc.message)
             error = {"error": {"type": "peer_failed", "message": f"peer {peer.name} failed mid-stream: {exc.message}"}}
             await response.write(b"data: " + json.dumps(error).encode() + b"\n\ndata: [DONE]\n\n")
             await response.write_eof()
             return response
+        rest = relay.finish()
+        if rest:
+            await response.write(rest)
         self.health.succeeded(peer.pubkey, ttfb, _ms_since(started))
         await response.write_eof()
-        await self.desk.accept_header(receipt, peer.pubkey)
+        self.desk.accept_later(relay.receipt, peer.pubkey)
         return response
 
     async def _send(self, peer: Peer, raw: bytes, attempts: _Attempts) -> PeerReply | web.Response | None:
@@ -199,16 +201,63 @@ class Proxy:
         attempts.add(peer, message)
 
 
-async def _sse_events(lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Group an SSE body into events, each with its blank-line terminator."""
-    pending: list[bytes] = []
-    async for line in lines:
-        pending.append(line)
-        if line in (b"\n", b"\r\n"):
-            yield b"".join(pending)
-            pending = []
-    if pending and b"".join(pending).strip():
-        yield b"".join(pending)
+class SseRelay:
+    """Cuts a worker's SSE byte stream into complete events and takes out the receipt comment.
+
+    Whole events are passed on as soon as they are complete, many per write when they arrive
+    together; a partial event waits for its end.
+    """
+
+    _MARK = RECEIPT_COMMENT.encode()
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        #: The receipt comment's base64 value, once seen.
+        self.receipt: str | None = None
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Add bytes off the wire; returns the complete events to pass on (maybe none)."""
+        self._buffer += chunk
+        end = _events_end(self._buffer)
+        if end == 0:
+            return b""
+        complete, self._buffer = self._buffer[:end], self._buffer[end:]
+        return self._strip_receipt(complete)
+
+    def finish(self) -> bytes:
+        """What is left when the stream ends (an unterminated last event)."""
+        rest, self._buffer = self._buffer, b""
+        return self._strip_receipt(rest) if rest.strip() else b""
+
+    def _strip_receipt(self, events: bytes) -> bytes:
+        if self._MARK not in events:
+            return events
+        kept = []
+        for event in events.replace(b"\r\n", b"\n").split(b"\n\n"):
+            if event.startswith(self._MARK):
+                self.receipt = event[len(self._MARK) :].strip().decode("ascii", "replace")
+            elif event:
+                kept.append(event + b"\n\n")
+        return b"".join(kept)
+
+
+def _events_end(buffer: bytes) -> int:
+    """Where the last complete SSE event in ``buffer`` ends (0: none is complete yet)."""
+    lf, crlf = buffer.rfind(b"\n\n"), buffer.rfind(b"\r\n\r\n")
+    return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
+
+
+async def _first_events(chunks: AsyncIterator[bytes], relay: SseRelay) -> bytes:
+    """Read until at least one complete event is in; nothing has reached the client yet.
+
+    Raises:
+        PeerUnreachable: the peer failed or closed the stream before any event.
+    """
+    async for chunk in chunks:
+        events = relay.feed(chunk)
+        if events:
+            return events
+    raise PeerUnreachable("closed the stream before any event")
 
 
 def _error_message(status: int, body: bytes) -> str:

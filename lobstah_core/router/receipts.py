@@ -8,6 +8,7 @@ published; rejections are also counted per reason.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +38,18 @@ class ReceiptDesk:
         #: Rejected receipts by reason.
         self.rejected: Counter[str] = Counter()
         self.accepted = 0
+        self._pending: set[asyncio.Task[SignedReceipt | None]] = set()
+
+    def accept_later(self, value: str | None, peer: str) -> None:
+        """Accept a receipt header in the background (the client need not wait for it)."""
+        task = asyncio.create_task(self.accept_header(value, peer))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def drain(self) -> None:
+        """Wait for receipts still being checked (on shutdown, and in tests)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
 
     async def accept_header(self, value: str | None, peer: str) -> SignedReceipt | None:
         """Accept the receipt of an ``x-lobstah-receipt`` header or SSE comment value."""

@@ -31,8 +31,8 @@ class PeerReply(Protocol):
 
     async def read(self) -> bytes: ...
 
-    def lines(self) -> AsyncIterator[bytes]:
-        """The body line by line (``\\n`` kept), as it arrives."""
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body in pieces as they arrive off the wire."""
         ...
 
     def release(self) -> None: ...
@@ -70,10 +70,10 @@ class _AiohttpReply:
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise PeerUnreachable(_describe(exc)) from None
 
-    async def lines(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncIterator[bytes]:
         try:
-            async for line in self._response.content:
-                yield line
+            async for chunk in self._response.content.iter_any():
+                yield chunk
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise PeerUnreachable(_describe(exc)) from None
 

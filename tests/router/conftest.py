@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,8 @@ import pytest
 
 from lobstah_core.config import RouterSettings
 from lobstah_core.http import RunningServer
-from lobstah_core.protocol import Identity
+from lobstah_core.ledger import Ledger
+from lobstah_core.protocol import Identity, SignedReceipt
 from lobstah_core.router import create_app
 from lobstah_core.router.peers import Peer, PeerStore
 
@@ -43,3 +45,15 @@ async def start_router(router_home: Path) -> AsyncIterator[StartRouter]:
     yield start
     for server in servers:
         await server.stop()
+
+
+async def ledgered(home: Path, expected: int, timeout: float = 5.0) -> list[SignedReceipt]:
+    """The router's receipts once ``expected`` are in its ledger (they are written after the
+    client has its answer)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        with Ledger(home / "ledger.sqlite3") as ledger:
+            receipts = ledger.recent(10_000)
+        if len(receipts) >= expected or asyncio.get_running_loop().time() > deadline:
+            return receipts
+        await asyncio.sleep(0.02)

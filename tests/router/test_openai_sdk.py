@@ -13,7 +13,7 @@ from lobstah_core.ledger import Ledger
 from lobstah_core.protocol import Identity
 
 from ..conftest import StartWorker
-from .conftest import ROUTER_ID, StartRouter, add_peer
+from .conftest import ROUTER_ID, StartRouter, add_peer, ledgered
 
 WORKERS = [Identity.from_seed(bytes([n]) * 32) for n in (0xA1, 0xA2)]
 
@@ -45,6 +45,7 @@ async def test_plain_completion_and_its_receipt_in_the_ledger(grid: Any, router_
     client = sdk(grid.url)
     completion = await client.chat.completions.create(model="demo-fast", messages=[{"role": "user", "content": "hello"}], max_tokens=6)
     assert completion.choices[0].message.content and completion.usage.completion_tokens == 6
+    await ledgered(router_home, 1)
     with Ledger(router_home / "ledger.sqlite3") as ledger:
         mine = ledger.balance(ROUTER_ID.pubkey)
     assert mine.spent == completion.usage.total_tokens
@@ -60,9 +61,8 @@ async def test_streamed_completion(grid: Any, router_home: Path, options: dict |
     assert len(text.split()) == 5
     usage = [c.usage for c in chunks if c.usage]
     assert bool(usage) == bool(options)
-    with Ledger(router_home / "ledger.sqlite3") as ledger:
-        assert ledger.totals().receipts == 1
-        assert ledger.recent(1)[0].receipt.output_tokens == 5
+    receipts = await ledgered(router_home, 1)
+    assert [r.receipt.output_tokens for r in receipts] == [5]
 
 
 async def test_models_list_is_the_union(grid: Any) -> None:

@@ -13,11 +13,10 @@ import pytest
 
 from lobstah_core.engines.demo import DemoEngine
 from lobstah_core.errors import EngineError
-from lobstah_core.ledger import Ledger
 from lobstah_core.protocol import Identity
 
 from ..conftest import StartWorker
-from .conftest import StartRouter, add_peer
+from .conftest import StartRouter, add_peer, ledgered
 
 IDS = [Identity.from_seed(bytes([n]) * 32) for n in (0xB1, 0xB2, 0xB3)]
 CHAT = {"model": "demo-fast", "messages": [{"role": "user", "content": "route me"}], "max_tokens": 3}
@@ -30,9 +29,8 @@ class BrokenEngine(DemoEngine):
         raise EngineError("the GPU caught fire")
 
 
-def served_by(router_home: Path) -> Counter[str]:
-    with Ledger(router_home / "ledger.sqlite3") as ledger:
-        return Counter(r.receipt.worker_pubkey for r in ledger.recent(1000))
+async def served_by(router_home: Path, expected: int) -> Counter[str]:
+    return Counter(r.receipt.worker_pubkey for r in await ledgered(router_home, expected))
 
 
 async def post(router_url: str, body: dict[str, Any] = CHAT) -> httpx.Response:
@@ -46,7 +44,7 @@ async def test_equal_peers_share_the_work_round_robin(start_worker: StartWorker,
     router = await start_router()
     for _ in range(12):
         assert (await post(router.url)).status_code == 200
-    assert sorted(served_by(router_home).values()) == [4, 4, 4]
+    assert sorted((await served_by(router_home, 12)).values()) == [4, 4, 4]
 
 
 async def test_a_busy_peer_is_passed_over(start_worker: StartWorker, start_router: StartRouter, router_home: Path) -> None:
@@ -61,7 +59,7 @@ async def test_a_busy_peer_is_passed_over(start_worker: StartWorker, start_route
     for _ in range(4):
         assert (await post(router.url)).status_code == 200
     await asyncio.gather(*busy)
-    counts = served_by(router_home)
+    counts = await served_by(router_home, 6)
     assert counts[IDS[1].pubkey] >= 5 and counts[IDS[0].pubkey] <= 1
 
 
@@ -90,7 +88,7 @@ async def test_failover_on_each_fault(fault: str, start_worker: StartWorker, sta
     else:
         responses = [await post(router.url) for _ in range(2)]
     assert [r.status_code for r in responses] == [200, 200]
-    assert served_by(router_home) == Counter({IDS[1].pubkey: 2})
+    assert await served_by(router_home, 2) == Counter({IDS[1].pubkey: 2})
     async with httpx.AsyncClient(base_url=router.url) as http:
         peers = {p["label"]: p["health"] for p in (await http.get("/peers")).json()}
     assert peers["bad"]["consecutiveFailures"] >= 1 and peers["bad"]["lastError"]

@@ -1,0 +1,216 @@
+"""Router benchmark: direct to a worker, through a bare aiohttp pass-through proxy (the floor of
+this stack), and through our router, measured side by side in one run.
+
+    python bench/router.py [--requests 300] [--seconds 5] [--json]
+
+One demo worker (zero delay) serves everything; each path runs in its own process and this
+process generates the load. Reported: added latency over direct (p50/p99) at concurrency 1,
+plain and streamed (time to first token); throughput at concurrency 32. Targets (issue 4):
+router overhead <= 1.3x the bare proxy's; router throughput >= 0.8x the bare proxy's.
+The router does strictly more than the bare proxy: it picks a peer, signs the request, verifies
+the Ed25519 receipt and writes it to its ledger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from lobstah_core.identity_file import load_or_create_identity
+from lobstah_core.ledger import Ledger
+from lobstah_core.protocol import Identity, new_nonce, sign_receipt
+from lobstah_core.router.peers import Peer, PeerStore
+
+BARE_PROXY = """
+import sys
+import aiohttp
+from aiohttp import web
+UPSTREAM = sys.argv[2]
+async def session_ctx(app):
+    app["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, limit_per_host=64))
+    yield
+    await app["session"].close()
+async def forward(request):
+    body = await request.read()
+    headers = {"Content-Type": "application/json", "x-lobstah-requester": request.headers.get("x-lobstah-requester", "")}
+    async with request.app["session"].post(UPSTREAM + request.path, data=body, headers=headers) as upstream:
+        response = web.StreamResponse(status=upstream.status, headers={"Content-Type": upstream.headers.get("Content-Type", "application/json")})
+        await response.prepare(request)
+        async for chunk in upstream.content.iter_any():
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+app = web.Application()
+app.cleanup_ctx.append(session_ctx)
+app.router.add_post("/v1/chat/completions", forward)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
+"""
+
+CHAT = {"model": "demo-fast", "messages": [{"role": "user", "content": "benchmark the router"}], "max_tokens": 16}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start(command: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return process
+        time.sleep(0.05)
+    process.kill()
+    raise SystemExit(f"server on port {port} did not start")
+
+
+#: Direct and bare-proxy requests name the router's identity (unsigned), so the worker's credit
+#: check treats all three paths alike; the router ignores the header and signs its own.
+HEADERS: dict[str, str] = {}
+
+
+async def one(session: aiohttp.ClientSession, url: str, stream: bool) -> tuple[float, float]:
+    """(seconds to the first body byte, seconds in all) for one completion."""
+    started = time.perf_counter()
+    async with session.post(url, json={**CHAT, "stream": stream}, headers=HEADERS) as response:
+        if response.status != 200:
+            raise SystemExit(f"{url} answered {response.status}: {await response.text()}")
+        first = None
+        async for _ in response.content.iter_any():
+            first = first or time.perf_counter()
+    done = time.perf_counter()
+    return (first or done) - started, done - started
+
+
+async def latencies(url: str, stream: bool, count: int) -> list[float]:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(20):
+            await one(session, url, stream)  # warm the pools
+        timings = [await one(session, url, stream) for _ in range(count)]
+    # Streams are judged by time to first token, plain requests by the whole answer.
+    return sorted(t[0] if stream else t[1] for t in timings)
+
+
+async def throughput(url: str, stream: bool, seconds: float, concurrency: int = 32) -> float:
+    done = 0
+    deadline = time.perf_counter() + seconds
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+
+        async def client() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                await one(session, url, stream)
+                done += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        return done / (time.perf_counter() - started)
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))]
+
+
+async def measure(urls: dict[str, str], args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    figures: dict[str, dict[str, float]] = {}
+    for mode, stream in (("plain", False), ("streamed", True)):
+        lat = {name: await latencies(url, stream, args.requests) for name, url in urls.items()}
+        direct_p50, direct_p99 = statistics.median(lat["direct"]), percentile(lat["direct"], 0.99)
+        rates = {name: await throughput(url, stream, args.seconds) for name, url in urls.items()}
+        for name in ("bare", "router"):
+            figures[f"{mode}/{name}"] = {
+                "added_p50_ms": round((statistics.median(lat[name]) - direct_p50) * 1000, 3),
+                "added_p99_ms": round((percentile(lat[name], 0.99) - direct_p99) * 1000, 3),
+                "per_s_c32": round(rates[name]),
+            }
+        figures[f"{mode}/direct"] = {"p50_ms": round(direct_p50 * 1000, 3), "per_s_c32": round(rates["direct"])}
+        bare, router = figures[f"{mode}/bare"], figures[f"{mode}/router"]
+        figures[f"{mode}/ratios"] = {
+            "overhead_vs_bare": round(router["added_p50_ms"] / max(bare["added_p50_ms"], 1e-3), 2),
+            "throughput_vs_bare": round(router["per_s_c32"] / bare["per_s_c32"], 2),
+        }
+    return figures
+
+
+def seed_credit(worker_home: Path, requester: Identity) -> None:
+    """The router has served the grid well: the worker's credit check passes (and stays on)."""
+    earned = {
+        "version": 1, "jobId": "seed", "nonce": new_nonce(), "requesterPubkey": Identity.generate().pubkey,
+        "workerPubkey": requester.pubkey, "model": "demo-fast", "inputTokens": 10**12,
+        "outputTokens": 0, "startedAt": 0, "completedAt": 0,
+    }
+    with Ledger(worker_home / "ledger.sqlite3") as ledger:
+        ledger.add(sign_receipt(earned, requester))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=300, help="sequential requests per latency sample")
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput run")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    ports = {name: free_port() for name in ("worker", "bare", "router")}
+    with tempfile.TemporaryDirectory() as scratch:
+        worker_home, router_home = Path(scratch) / "worker", Path(scratch) / "router"
+        router_id = load_or_create_identity(router_home / "identity.json")
+        worker_id = load_or_create_identity(worker_home / "identity.json")
+        seed_credit(worker_home, router_id)
+        HEADERS["x-lobstah-requester"] = router_id.pubkey
+        worker_url = f"http://127.0.0.1:{ports['worker']}"
+        PeerStore(router_home / "peers.json").add(Peer(pubkey=worker_id.pubkey, url=worker_url))
+        python = sys.executable
+        processes = [
+            start([python, "-m", "lobstah_core", "worker", "start", "--engine", "demo", "--port", str(ports["worker"]),
+                   "--demo-delay", "0", "--demo-tps", "0", "--concurrency", "64", "--max-queue", "512"],
+                  ports["worker"], {**os.environ, "LOBSTAH_HOME": str(worker_home)}),
+            start([python, "-c", BARE_PROXY, str(ports["bare"]), worker_url], ports["bare"], dict(os.environ)),
+            start([python, "-m", "lobstah_core", "router", "start", "--port", str(ports["router"])],
+                  ports["router"], {**os.environ, "LOBSTAH_HOME": str(router_home)}),
+        ]
+        try:
+            urls = {name: f"http://127.0.0.1:{ports[port]}/v1/chat/completions"
+                    for name, port in (("direct", "worker"), ("bare", "bare"), ("router", "router"))}
+            figures = asyncio.run(measure(urls, args))
+        finally:
+            for process in processes:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=20)
+        with Ledger(router_home / "ledger.sqlite3") as ledger:
+            figures["router/ledger"] = {"receipts_accepted": ledger.totals().receipts}
+
+    if args.json:
+        print(json.dumps(figures))
+        return 0
+    for mode in ("plain", "streamed"):
+        label = "time to first token" if mode == "streamed" else "whole answer"
+        print(f"{mode} ({label}); direct p50 {figures[f'{mode}/direct']['p50_ms']} ms, "
+              f"{figures[f'{mode}/direct']['per_s_c32']} req/s at c=32")
+        for name in ("bare", "router"):
+            row = figures[f"{mode}/{name}"]
+            print(f"  {name:<7} added p50 {row['added_p50_ms']:>7} ms  p99 {row['added_p99_ms']:>7} ms  "
+                  f"{row['per_s_c32']:>5} req/s at c=32")
+        ratios = figures[f"{mode}/ratios"]
+        print(f"  router overhead {ratios['overhead_vs_bare']}x the bare proxy's (target <= 1.3), "
+              f"throughput {ratios['throughput_vs_bare']}x (target >= 0.8)")
+    print(f"receipts accepted by the router: {figures['router/ledger']['receipts_accepted']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
