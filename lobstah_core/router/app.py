@@ -20,10 +20,12 @@ from ..http import MAX_BODY, error_middleware, json_response, parse_body, read_b
 from ..ledger import Ledger
 from ..ledger_writer import LedgerWriter
 from ..protocol.identity import Identity
-from ..protocol.schemas import ChatCompletionRequest, ModelCard, ModelList
+from ..protocol.schemas import ChatCompletionRequest, JobRequest, ModelCard, ModelList
 from ..worker.service import wall_clock_ms
 from .directory import PeerDirectory
 from .health import HealthBook
+from .job_map import JobMap
+from .jobs import RouterJobs
 from .peers import PeerStore
 from .proxy import Proxy
 from .receipts import ReceiptDesk
@@ -48,6 +50,7 @@ class Router:
     directory: PeerDirectory
     desk: ReceiptDesk
     proxy: Proxy
+    jobs: RouterJobs
 
 
 ROUTER = web.AppKey("router", Router)
@@ -86,7 +89,9 @@ def create_app(
         await directory.refresh()
         desk = ReceiptDesk(identity.pubkey, writer, events, clock_ms)
         proxy = Proxy(identity, directory, peer_transport, desk, clock_ms)
-        app[ROUTER] = Router(identity, settings, events, ledger, directory, desk, proxy)
+        job_map = JobMap(home / "router-jobs.sqlite3")
+        jobs = RouterJobs(identity, proxy, peer_transport, desk, job_map, clock_ms)
+        app[ROUTER] = Router(identity, settings, events, ledger, directory, desk, proxy, jobs)
         background = asyncio.create_task(directory.run())
         yield
         background.cancel()
@@ -96,6 +101,7 @@ def create_app(
         await desk.drain()
         await writer.drain()
         await peer_transport.aclose()
+        job_map.close()
         ledger.close()
 
     app.cleanup_ctx.append(lifecycle)
@@ -106,6 +112,9 @@ def create_app(
     app.router.add_get("/events", events_stream)
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/jobs", create_job)
+    app.router.add_get("/v1/jobs/{job_id}", get_job)
+    app.router.add_delete("/v1/jobs/{job_id}", cancel_job)
     return app
 
 
@@ -199,3 +208,17 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if chat.stream:
         return await router.proxy.stream(request, raw, chat.model)
     return await router.proxy.plain(raw, chat.model)
+
+
+async def create_job(request: web.Request) -> web.Response:
+    raw = await read_body(request)
+    job = parse_body(raw, JobRequest)
+    return await request.app[ROUTER].jobs.submit(raw, job.model)
+
+
+async def get_job(request: web.Request) -> web.Response:
+    return await request.app[ROUTER].jobs.poll(request.match_info["job_id"])
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    return await request.app[ROUTER].jobs.cancel(request.match_info["job_id"])

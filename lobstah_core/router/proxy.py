@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -89,10 +89,29 @@ class Proxy:
         return rank(capable, self.health.peers, preferred_tier, next(self._rotation))
 
     async def plain(self, raw: bytes, model: str) -> web.Response:
+        outcome = await self.forward(raw, model, None, _CHAT_PATH)
+        if isinstance(outcome, web.Response):
+            return outcome
+        status, body, headers, peer = outcome
+        # The client's answer does not wait for the receipt's verification and ledger write.
+        self.desk.accept_later(headers.get(RECEIPT_HEADER), peer.pubkey)
+        return web.Response(body=body, status=status, content_type="application/json")
+
+    async def forward(
+        self, raw: bytes, model: str, preferred_tier: str | None, path: str
+    ) -> tuple[int, bytes, Mapping[str, str], Peer] | web.Response:
+        """POST ``raw`` to ``path`` on the first candidate that answers 2xx.
+
+        Returns:
+            (status, body, headers, peer) of that answer, or a 4xx response for the client.
+
+        Raises:
+            NoPeers, NoCapablePeer, AllPeersFailed.
+        """
         attempts = _Attempts()
-        for peer in self.candidates(model, None):
+        for peer in self.candidates(model, preferred_tier):
             started = time.perf_counter()
-            reply = await self._send(peer, raw, attempts)
+            reply = await self._send(peer, raw, attempts, path)
             if reply is None:
                 continue
             if isinstance(reply, web.Response):
@@ -107,16 +126,14 @@ class Proxy:
                 self.health.of(peer.pubkey).in_flight -= 1
             elapsed = _ms_since(started)
             self.health.succeeded(peer.pubkey, elapsed, elapsed)
-            # The client's answer does not wait for the receipt's verification and ledger write.
-            self.desk.accept_later(reply.headers.get(RECEIPT_HEADER), peer.pubkey)
-            return web.Response(body=body, status=reply.status, content_type="application/json")
+            return reply.status, body, reply.headers, peer
         raise attempts.give_up()
 
     async def stream(self, request: web.Request, raw: bytes, model: str) -> web.StreamResponse:
         attempts = _Attempts()
         for peer in self.candidates(model, "interactive"):
             started = time.perf_counter()
-            reply = await self._send(peer, raw, attempts)
+            reply = await self._send(peer, raw, attempts, _CHAT_PATH)
             if reply is None:
                 continue
             if isinstance(reply, web.Response):
@@ -166,14 +183,14 @@ class Proxy:
         self.desk.accept_later(relay.receipt, peer.pubkey)
         return response
 
-    async def _send(self, peer: Peer, raw: bytes, attempts: _Attempts) -> PeerReply | web.Response | None:
+    async def _send(self, peer: Peer, raw: bytes, attempts: _Attempts, path: str) -> PeerReply | web.Response | None:
         """Send to one peer. Returns its 2xx reply (in flight), a 4xx response to pass back to
         the client, or ``None`` when the next peer should be tried."""
-        headers = {"Content-Type": "application/json", **sign_request(self.identity, "POST", _CHAT_PATH, raw, self._clock_ms())}
+        headers = {"Content-Type": "application/json", **sign_request(self.identity, "POST", path, raw, self._clock_ms())}
         state = self.health.of(peer.pubkey)
         state.in_flight += 1
         try:
-            reply = await self.transport.request(peer, "POST", _CHAT_PATH, raw, headers)
+            reply = await self.transport.request(peer, "POST", path, raw, headers)
         except PeerUnreachable as exc:
             state.in_flight -= 1
             self._failed(peer, exc.message, attempts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,10 @@ class BrokenEngine(DemoEngine):
 
     async def chat(self, request: dict[str, Any]) -> dict[str, Any]:
         raise EngineError("the GPU caught fire")
+
+    async def stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        raise EngineError("the GPU caught fire")
+        yield {}  # an async generator that fails before its first chunk
 
 
 async def served_by(router_home: Path, expected: int) -> Counter[str]:
@@ -65,33 +70,39 @@ async def test_a_busy_peer_is_passed_over(start_worker: StartWorker, start_route
 
 @pytest.mark.parametrize("fault", ["refused", "5xx", "429", "timeout"])
 async def test_failover_on_each_fault(fault: str, start_worker: StartWorker, start_router: StartRouter, router_home: Path) -> None:
+    # The bad peer is interactive and the requests stream, so it is always tried first,
+    # whatever load the background capacity probes report.
+    options: dict[str, Any] = {"identity": IDS[0], "tier": "interactive"}
     if fault == "5xx":
-        bad = await start_worker(BrokenEngine(), identity=IDS[0])
+        bad = await start_worker(BrokenEngine(), **options)
     elif fault == "429":
-        bad = await start_worker(DemoEngine(first_token_delay=2.0), identity=IDS[0], concurrency=1, max_queue=0)
+        bad = await start_worker(DemoEngine(first_token_delay=2.0), concurrency=1, max_queue=0, **options)
     elif fault == "timeout":
-        bad = await start_worker(DemoEngine(first_token_delay=5.0), identity=IDS[0])
+        bad = await start_worker(DemoEngine(first_token_delay=5.0), **options)
     else:
-        bad = await start_worker(identity=IDS[0])
-    good = await start_worker(identity=IDS[1])
+        bad = await start_worker(**options)
+    good = await start_worker(identity=IDS[1], tier="batch")
     add_peer(router_home, bad, IDS[0].pubkey, label="bad")
     add_peer(router_home, good, IDS[1].pubkey, label="good")
     router = await start_router(read_timeout=1.0)
     if fault == "refused":
         await bad.stop()
+    streamed = {**CHAT, "stream": True}
     if fault == "429":
         async with httpx.AsyncClient(base_url=bad.url) as http:  # occupy its only slot
             hog = asyncio.create_task(http.post("/v1/chat/completions", json=CHAT))
             await asyncio.sleep(0.2)
-            responses = [await post(router.url) for _ in range(2)]
+            responses = [await post(router.url, streamed) for _ in range(2)]
             await hog
     else:
-        responses = [await post(router.url) for _ in range(2)]
+        responses = [await post(router.url, streamed) for _ in range(2)]
     assert [r.status_code for r in responses] == [200, 200]
+    assert all(r.text.rstrip().endswith("data: [DONE]") for r in responses)
     assert await served_by(router_home, 2) == Counter({IDS[1].pubkey: 2})
     async with httpx.AsyncClient(base_url=router.url) as http:
         peers = {p["label"]: p["health"] for p in (await http.get("/peers")).json()}
-    assert peers["bad"]["consecutiveFailures"] >= 1 and peers["bad"]["lastError"]
+    assert peers["bad"]["consecutiveFailures"] == 2 and peers["bad"]["lastError"]
+    assert peers["bad"]["state"] == "excluded"
     assert peers["good"]["consecutiveFailures"] == 0
 
 
@@ -110,7 +121,7 @@ async def test_exclusion_then_readmission_on_the_clock(start_worker: StartWorker
         third = await http.post("/v1/chat/completions", json=CHAT)
         assert third.status_code == 503 and third.json()["error"]["type"] == "no_capable_peer"
 
-        engine.chat = DemoEngine.chat.__get__(engine)  # the peer recovers
+        engine.chat = DemoEngine.chat.__get__(engine)  # type: ignore[method-assign]  # the peer recovers
         now[0] += 29_999
         assert (await http.post("/v1/chat/completions", json=CHAT)).status_code == 503
         now[0] += 2

@@ -1,0 +1,91 @@
+"""``/v1/jobs`` on the router: submit to a peer (batch tier preferred), poll, cancel.
+
+Submission fails over like a chat request. Polls go to the peer that took the job; the first
+poll that finds it ``done`` hands its receipt to the receipt desk. What the client sees carries
+the router's job id and never the worker's ``signedReceipt``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import NotFound
+from ..protocol.identity import Identity
+from ..protocol.request_signing import sign_request
+from .job_map import JobMap
+from .peers import Peer
+from .proxy import Proxy
+from .receipts import ReceiptDesk
+from .transport import PeerTransport, PeerUnreachable
+
+__all__ = ["RouterJobs"]
+
+_JOBS_PATH = "/v1/jobs"
+
+
+class RouterJobs:
+    def __init__(
+        self,
+        identity: Identity,
+        proxy: Proxy,
+        transport: PeerTransport,
+        desk: ReceiptDesk,
+        job_map: JobMap,
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self.identity, self.proxy, self.transport = identity, proxy, transport
+        self.desk, self.job_map, self._clock_ms = desk, job_map, clock_ms
+
+    async def submit(self, raw: bytes, model: str) -> web.Response:
+        outcome = await self.proxy.forward(raw, model, "batch", _JOBS_PATH)
+        if isinstance(outcome, web.Response):
+            return outcome
+        _, raw_body, _, peer = outcome
+        body = json.loads(raw_body)
+        mapped = await asyncio.to_thread(self.job_map.create, peer.pubkey, body["jobId"], body.get("createdAt", self._clock_ms()))
+        return web.json_response({**body, "jobId": mapped.job_id}, status=202)
+
+    async def poll(self, job_id: str) -> web.Response:
+        mapped, peer = await self._find(job_id)
+        status, body = await self._call(peer, "GET", f"{_JOBS_PATH}/{mapped.worker_job_id}")
+        if status != 200:
+            return web.Response(body=body, status=status, content_type="application/json")
+        record: dict[str, Any] = json.loads(body)
+        signed = record.pop("signedReceipt", None)
+        if record.get("status") == "done" and signed is not None and not mapped.ledgered:
+            if await asyncio.to_thread(self.job_map.mark_ledgered, job_id):
+                await self.desk.accept(signed, peer.pubkey)
+        return web.json_response({**record, "jobId": job_id})
+
+    async def cancel(self, job_id: str) -> web.Response:
+        mapped, peer = await self._find(job_id)
+        status, body = await self._call(peer, "DELETE", f"{_JOBS_PATH}/{mapped.worker_job_id}")
+        if status == 200:
+            await asyncio.to_thread(self.job_map.forget, job_id)
+            return web.json_response({"jobId": job_id, "cancelled": True})
+        return web.Response(body=body, status=status, content_type="application/json")
+
+    async def _find(self, job_id: str) -> tuple[Any, Peer]:
+        mapped = await asyncio.to_thread(self.job_map.get, job_id)
+        if mapped is None:
+            raise NotFound(f"no job {job_id!r} on this router")
+        peer = self.proxy.directory.peers.get(mapped.peer)
+        if peer is None:
+            raise PeerUnreachable(f"the peer that took job {job_id!r} is no longer in the peer list")
+        return mapped, peer
+
+    async def _call(self, peer: Peer, method: str, path: str) -> tuple[int, bytes]:
+        headers = sign_request(self.identity, method, path, b"", self._clock_ms())
+        try:
+            reply = await self.transport.request(peer, method, path, None, headers, timeout=10)
+            try:
+                return reply.status, await reply.read()
+            finally:
+                reply.release()
+        except PeerUnreachable as exc:
+            raise PeerUnreachable(f"peer {peer.name}: {exc.message}") from None

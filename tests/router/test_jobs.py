@@ -1,0 +1,64 @@
+"""Jobs through the router: its own ids, persisted; the receipt taken once; cancel."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from lobstah_core.engines.demo import DemoEngine
+from lobstah_core.protocol import Identity
+
+from ..conftest import StartWorker
+from .conftest import StartRouter, add_peer, ledgered
+
+WORKER_ID = Identity.from_seed(b"\xc1" * 32)
+JOB = {"model": "demo-fast", "messages": [{"role": "user", "content": "later please"}], "max_tokens": 4}
+
+
+async def poll(http: httpx.AsyncClient, job_id: str, until: set[str]) -> dict[str, Any]:
+    for _ in range(200):
+        record = (await http.get(f"/v1/jobs/{job_id}")).json()
+        if record.get("status") in until:
+            return record
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job_id} never reached {until}: {record}")
+
+
+async def test_job_through_the_router_survives_a_router_restart(start_worker: StartWorker, start_router: StartRouter, router_home: Path) -> None:
+    add_peer(router_home, await start_worker(DemoEngine(first_token_delay=0.5), identity=WORKER_ID), WORKER_ID.pubkey)
+    router = await start_router()
+    async with httpx.AsyncClient(base_url=router.url) as http:
+        created = await http.post("/v1/jobs", json=JOB)
+        assert created.status_code == 202
+        job_id = created.json()["jobId"]
+        assert job_id.startswith("rjob-")
+    await router.stop()
+
+    router = await start_router()
+    async with httpx.AsyncClient(base_url=router.url) as http:
+        record = await poll(http, job_id, {"done", "error"})
+        assert record["status"] == "done" and record["jobId"] == job_id
+        assert "signedReceipt" not in record
+        assert record["result"]["usage"]["completion_tokens"] == 4
+        again = (await http.get(f"/v1/jobs/{job_id}")).json()
+        assert again["status"] == "done"
+    receipts = await ledgered(router_home, 1)
+    assert len(receipts) == 1 and receipts[0].receipt.worker_pubkey == WORKER_ID.pubkey
+
+
+async def test_cancel_and_unknown_ids(start_worker: StartWorker, start_router: StartRouter, router_home: Path) -> None:
+    add_peer(router_home, await start_worker(DemoEngine(first_token_delay=1.0), identity=WORKER_ID, concurrency=1), WORKER_ID.pubkey)
+    router = await start_router()
+    async with httpx.AsyncClient(base_url=router.url) as http:
+        first = (await http.post("/v1/jobs", json=JOB)).json()["jobId"]
+        second = (await http.post("/v1/jobs", json=JOB)).json()["jobId"]
+        await poll(http, first, {"running"})
+        assert (await http.delete(f"/v1/jobs/{first}")).status_code == 409
+        cancelled = await http.delete(f"/v1/jobs/{second}")
+        assert cancelled.json() == {"jobId": second, "cancelled": True}
+        missing = await http.get(f"/v1/jobs/{second}")
+        assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found"
+        assert (await http.post("/v1/jobs", json={**JOB, "stream": True})).status_code == 400
