@@ -1,0 +1,78 @@
+"""Wiring the router into openclaw's config as a provider named ``lobstah``.
+
+The merge is pure and conservative: it sets ``models.mode`` to ``merge`` and replaces only
+``models.providers.lobstah`` (and, when asked, the default agent model); every other provider
+and setting stays as it was. Files are written atomically after a timestamped backup.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PROVIDER", "lobstah_provider", "merge_provider", "default_config_path", "write_config"]
+
+PROVIDER = "lobstah"
+#: What we tell openclaw of models whose limits the grid does not report.
+CONTEXT_WINDOW = 32_768
+MAX_TOKENS = 8_192
+
+
+def default_config_path(environ: dict[str, str] | None = None) -> Path:
+    """``$HOME/.openclaw/openclaw.json``."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("HOME") or Path.home()) / ".openclaw" / "openclaw.json"
+
+
+def lobstah_provider(router_url: str, models: list[str], api_key: str) -> dict[str, Any]:
+    """The ``models.providers.lobstah`` entry for a router offering ``models``."""
+    return {
+        "baseUrl": router_url.rstrip("/") + "/v1",
+        "api": "openai-completions",
+        "apiKey": api_key,
+        "models": [
+            {
+                "id": model,
+                "name": f"{model} (Lobstah grid)",
+                "reasoning": False,
+                "input": ["text"],
+                "cost": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0},
+                "contextWindow": CONTEXT_WINDOW,
+                "maxTokens": MAX_TOKENS,
+            }
+            for model in models
+        ],
+    }
+
+
+def merge_provider(config: dict[str, Any], provider: dict[str, Any], default_model: str | None) -> dict[str, Any]:
+    """A copy of ``config`` with the lobstah provider merged in.
+
+    Args:
+        default_model: when given, also make ``lobstah/<default_model>`` the agents' default.
+    """
+    merged = copy.deepcopy(config)
+    models = merged.setdefault("models", {})
+    models["mode"] = "merge"
+    models.setdefault("providers", {})[PROVIDER] = provider
+    if default_model is not None:
+        agents = merged.setdefault("agents", {}).setdefault("defaults", {})
+        agents.setdefault("model", {})["primary"] = f"{PROVIDER}/{default_model}"
+    return merged
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path | None:
+    """Write ``config`` to ``path`` atomically; returns the backup of the old file, if any."""
+    backup = None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        backup = path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
+        backup.write_bytes(path.read_bytes())
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+    return backup
