@@ -21,8 +21,11 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m lobstah_core.demo
 
+# Each benchmark prints its figures as ratios against a baseline measured in the same run.
 bench: $(STAMP)
 	$(BIN)/python bench/ledger.py
+	$(BIN)/python bench/worker.py
+	$(BIN)/python bench/router.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -18,19 +18,17 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
+from _harness import free_port, seed_credit, start
 
 from lobstah_core.identity_file import load_or_create_identity
 from lobstah_core.ledger import Ledger
-from lobstah_core.protocol import Identity, new_nonce, sign_receipt
 from lobstah_core.router.peers import Peer, PeerStore
 
 BARE_PROXY = """
@@ -61,22 +59,8 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
 CHAT = {"model": "demo-fast", "messages": [{"role": "user", "content": "benchmark the router"}], "max_tokens": 16}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
-def start(command: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return process
-        time.sleep(0.05)
-    process.kill()
-    raise SystemExit(f"server on port {port} did not start")
 
 
 #: Direct and bare-proxy requests name the router's identity (unsigned), so the worker's credit
@@ -147,15 +131,6 @@ async def measure(urls: dict[str, str], args: argparse.Namespace) -> dict[str, d
     return figures
 
 
-def seed_credit(worker_home: Path, requester: Identity) -> None:
-    """The router has served the grid well: the worker's credit check passes (and stays on)."""
-    earned = {
-        "version": 1, "jobId": "seed", "nonce": new_nonce(), "requesterPubkey": Identity.generate().pubkey,
-        "workerPubkey": requester.pubkey, "model": "demo-fast", "inputTokens": 10**12,
-        "outputTokens": 0, "startedAt": 0, "completedAt": 0,
-    }
-    with Ledger(worker_home / "ledger.sqlite3") as ledger:
-        ledger.add(sign_receipt(earned, requester))
 
 
 def main() -> int:

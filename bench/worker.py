@@ -16,17 +16,16 @@ import asyncio
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
+from _harness import free_port, seed_credit, start
 
 from lobstah_core.ledger import Ledger
-from lobstah_core.protocol import Identity, new_nonce, sign_receipt
+from lobstah_core.protocol import Identity
 
 BARE_SERVER = """
 import sys
@@ -47,22 +46,8 @@ HEADERS = {"x-lobstah-requester": REQUESTER.pubkey}
 CHAT = {"model": "demo-fast", "messages": [{"role": "user", "content": "benchmark the worker"}], "max_tokens": 8}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
-def start(command: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return process
-        time.sleep(0.05)
-    process.kill()
-    raise SystemExit(f"server on port {port} did not start")
 
 
 async def load(url: str, body: dict, seconds: float, concurrency: int) -> float:
@@ -128,7 +113,7 @@ def main() -> int:
     worker_port, bare_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "LOBSTAH_HOME": home}
-        _seed_credit(Path(home))
+        seed_credit(Path(home))
         worker = start([sys.executable, "-m", "lobstah_core", "worker", "start", "--engine", "demo",
                         "--port", str(worker_port), "--demo-delay", "0", "--demo-tps", "0",
                         "--concurrency", "64", "--max-queue", "256"], worker_port, env)
@@ -152,16 +137,6 @@ def main() -> int:
     return 0
 
 
-def _seed_credit(home: Path) -> None:
-    """The benchmark's requester has served the grid well: the credit check passes, as it
-    would for a router in good standing (the check itself stays on the hot path)."""
-    earned = {
-        "version": 1, "jobId": "seed", "nonce": new_nonce(), "requesterPubkey": "anonymous",
-        "workerPubkey": REQUESTER.pubkey, "model": "demo-fast", "inputTokens": 10**12,
-        "outputTokens": 0, "startedAt": 0, "completedAt": 0,
-    }
-    with Ledger(home / "ledger.sqlite3") as ledger:
-        ledger.add(sign_receipt(earned, REQUESTER))
 
 
 def _receipts(home: Path) -> int:

@@ -11,7 +11,8 @@ import json
 import logging
 import signal
 import sys
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TextIO, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -37,6 +38,7 @@ __all__ = [
     "RunningServer",
     "MAX_BODY",
     "wait_for_shutdown",
+    "serve_until_signal",
 ]
 
 log = logging.getLogger("lobstah")
@@ -191,3 +193,18 @@ async def wait_for_shutdown() -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+async def serve_until_signal(
+    server: RunningServer, banner: Callable[[], Awaitable[list[str]]], out: TextIO
+) -> None:
+    """Start ``server``, print its banner, serve until SIGINT/SIGTERM, then stop cleanly."""
+    await server.start()
+    try:
+        for line in await banner():
+            print(line, file=out)
+        out.flush()
+        await wait_for_shutdown()
+        print("shutting down", file=out)
+    finally:
+        await server.stop()

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["WorkerEngine", "Usage", "usage_of", "completion_id", "now_seconds"]
+__all__ = ["WorkerEngine", "Usage", "usage_of", "completion_id", "now_seconds", "chat_completion", "ChunkMaker"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,37 @@ def completion_id() -> str:
 
 def now_seconds() -> int:
     return int(time.time())
+
+
+def chat_completion(model: str, message: dict[str, Any], finish_reason: str, usage: Usage) -> dict[str, Any]:
+    """An OpenAI ``chat.completion`` with one choice."""
+    return {
+        "id": completion_id(),
+        "object": "chat.completion",
+        "created": now_seconds(),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+        "usage": usage.to_openai(),
+    }
+
+
+class ChunkMaker:
+    """Builds the ``chat.completion.chunk`` objects of one stream (same id, time and model)."""
+
+    def __init__(self, model: str) -> None:
+        self.id, self.created, self.model = completion_id(), now_seconds(), model
+
+    def delta(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        """A chunk with one choice carrying ``delta`` (and the finish reason on the last one)."""
+        return self._chunk([{"index": 0, "delta": delta, "finish_reason": finish_reason}])
+
+    def usage(self, usage: Usage) -> dict[str, Any]:
+        """The final usage-only chunk (no choices), as OpenAI sends with ``include_usage``."""
+        return self._chunk([], usage=usage.to_openai())
+
+    def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                "model": self.model, "choices": choices, **extra}
 
 
 @runtime_checkable

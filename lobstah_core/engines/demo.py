@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .base import Usage, completion_id, now_seconds
+from .base import ChunkMaker, Usage, chat_completion
 
 __all__ = ["DemoEngine", "DEMO_MODELS"]
 
@@ -54,39 +54,21 @@ class DemoEngine:
     async def chat(self, request: dict[str, Any]) -> dict[str, Any]:
         words, usage = self._plan(request)
         await self._wait(len(words))
-        return {
-            "id": completion_id(),
-            "object": "chat.completion",
-            "created": now_seconds(),
-            "model": request["model"],
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "".join(words)},
-                    "finish_reason": "length" if _max_tokens(request) else "stop",
-                }
-            ],
-            "usage": usage.to_openai(),
-        }
+        message = {"role": "assistant", "content": "".join(words)}
+        return chat_completion(request["model"], message, _finish_reason(request), usage)
 
     async def stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         words, usage = self._plan(request)
-        ident, created, model = completion_id(), now_seconds(), request["model"]
-
-        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
-            choices = [{"index": 0, "delta": delta, "finish_reason": finish}] if delta or finish else []
-            return {"id": ident, "object": "chat.completion.chunk", "created": created,
-                    "model": model, "choices": choices, **extra}
-
+        chunks = ChunkMaker(request["model"])
         if self.first_token_delay:
             await asyncio.sleep(self.first_token_delay)
-        yield chunk({"role": "assistant", "content": ""})
+        yield chunks.delta({"role": "assistant", "content": ""})
         for word in words:
             if self.tokens_per_second:
                 await asyncio.sleep(1 / self.tokens_per_second)
-            yield chunk({"content": word})
-        yield chunk({}, "length" if _max_tokens(request) else "stop")
-        yield chunk({}, usage=usage.to_openai())
+            yield chunks.delta({"content": word})
+        yield chunks.delta({}, _finish_reason(request))
+        yield chunks.usage(usage)
 
     async def aclose(self) -> None:
         return None
@@ -106,6 +88,11 @@ class DemoEngine:
         delay = self.first_token_delay + (tokens / self.tokens_per_second if self.tokens_per_second else 0)
         if delay:
             await asyncio.sleep(delay)
+
+
+def _finish_reason(request: dict[str, Any]) -> str:
+    # The demo always writes exactly max_tokens when given one: it stopped for length.
+    return "length" if _max_tokens(request) else "stop"
 
 
 def _max_tokens(request: dict[str, Any]) -> int | None:

@@ -10,7 +10,7 @@ import httpx
 import ollama
 
 from ..errors import EngineError, ModelNotFound
-from .base import completion_id, now_seconds
+from .base import ChunkMaker, chat_completion
 from .ollama_translate import finish_reason, to_ollama_chat, to_openai_message, to_openai_tool_calls, usage_from
 
 __all__ = ["OllamaEngine", "DEFAULT_OLLAMA_HOST"]
@@ -50,32 +50,15 @@ class OllamaEngine:
         except _CLIENT_ERRORS as exc:
             raise self._error(exc, request["model"]) from None
         message = to_openai_message(response.get("message") or {})
-        return {
-            "id": completion_id(),
-            "object": "chat.completion",
-            "created": now_seconds(),
-            "model": request["model"],
-            "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "finish_reason": finish_reason(response.get("done_reason"), "tool_calls" in message),
-                }
-            ],
-            "usage": usage_from(response).to_openai(),
-        }
+        reason = finish_reason(response.get("done_reason"), "tool_calls" in message)
+        return chat_completion(request["model"], message, reason, usage_from(response))
 
     async def stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         kwargs = to_ollama_chat(request)
-        ident, created, model = completion_id(), now_seconds(), request["model"]
-
-        def chunk(choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-            return {"id": ident, "object": "chat.completion.chunk", "created": created,
-                    "model": model, "choices": choices, **extra}
-
+        chunks = ChunkMaker(request["model"])
         try:
             parts = await self._client.chat(**kwargs, stream=True)
-            yield chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+            yield chunks.delta({"role": "assistant", "content": ""})
             tool_calls = 0
             async for part in parts:
                 response = part.model_dump()
@@ -88,13 +71,12 @@ class OllamaEngine:
                     delta["tool_calls"] = [{"index": tool_calls + i, **call} for i, call in enumerate(calls)]
                     tool_calls += len(calls)
                 if delta:
-                    yield chunk([{"index": 0, "delta": delta, "finish_reason": None}])
+                    yield chunks.delta(delta)
                 if response.get("done"):
-                    reason = finish_reason(response.get("done_reason"), tool_calls > 0)
-                    yield chunk([{"index": 0, "delta": {}, "finish_reason": reason}])
-                    yield chunk([], usage=usage_from(response).to_openai())
+                    yield chunks.delta({}, finish_reason(response.get("done_reason"), tool_calls > 0))
+                    yield chunks.usage(usage_from(response))
         except _CLIENT_ERRORS as exc:
-            raise self._error(exc, model) from None
+            raise self._error(exc, request["model"]) from None
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..config import RouterSettings
-from ..http import RunningServer, wait_for_shutdown
+from ..http import RunningServer, serve_until_signal
 from ..protocol.identity import Identity
 from .app import ROUTER, create_app
 
@@ -19,20 +19,21 @@ async def run_router(
 ) -> None:
     """Serve a router until a shutdown signal, printing a banner first."""
     server = RunningServer(create_app(settings, identity, home), settings.host, settings.port, "router")
-    await server.start()
-    try:
+
+    async def banner() -> list[str]:
         directory = server.runner.app[ROUTER].directory
         peers = directory.active()
-        ready = sum(1 for p in peers if directory.health.of(p.pubkey).capacity is not None)
-        print(f"lobstah router listening on {server.url}", file=out)
-        print(f"  OpenAI base URL  {server.url}/v1 ({'API key required' if settings.api_key else 'any API key'})", file=out)
-        print(f"  identity         {identity_path}", file=out)
-        print(f"  pubkey           {identity.pubkey}", file=out)
-        print(f"  peers            {len(peers)} in {home / 'peers.json'} ({ready} answering)", file=out)
+        answering = sum(1 for p in peers if directory.health.of(p.pubkey).capacity is not None)
+        key = "API key required" if settings.api_key else "any API key"
+        lines = [
+            f"lobstah router listening on {server.url}",
+            f"  OpenAI base URL  {server.url}/v1 ({key})",
+            f"  identity         {identity_path}",
+            f"  pubkey           {identity.pubkey}",
+            f"  peers            {len(peers)} in {home / 'peers.json'} ({answering} answering)",
+        ]
         if directory.load_error:
-            print(f"  warning          {directory.load_error}", file=out)
-        out.flush()
-        await wait_for_shutdown()
-        print("shutting down", file=out)
-    finally:
-        await server.stop()
+            lines.append(f"  warning          {directory.load_error}")
+        return lines
+
+    await serve_until_signal(server, banner, out)

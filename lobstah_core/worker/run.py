@@ -9,7 +9,7 @@ from typing import TextIO
 from ..config import WorkerSettings
 from ..engines.base import WorkerEngine
 from ..errors import EngineError
-from ..http import RunningServer, wait_for_shutdown
+from ..http import RunningServer, serve_until_signal
 from ..protocol.identity import Identity
 from .app import create_app
 
@@ -26,22 +26,22 @@ async def run_worker(
 ) -> None:
     """Serve a worker until a shutdown signal, printing a banner first."""
     server = RunningServer(create_app(settings, identity, engine, home), settings.host, settings.port, "worker")
-    await server.start()
-    try:
+
+    async def banner() -> list[str]:
         try:
             models = ", ".join(await engine.models()) or "none yet"
         except EngineError as exc:
             models = f"unavailable: {exc.message}"
-        print(f"lobstah worker listening on {server.url}", file=out)
-        print(f"  identity     {identity_path}", file=out)
-        print(f"  pubkey       {identity.pubkey}", file=out)
-        print(f"  engine       {engine.name} ({models})", file=out)
-        print(f"  tier         {settings.tier}", file=out)
-        print(f"  concurrency  {settings.concurrency} (queue up to {settings.max_queue})", file=out)
+        lines = [
+            f"lobstah worker listening on {server.url}",
+            f"  identity     {identity_path}",
+            f"  pubkey       {identity.pubkey}",
+            f"  engine       {engine.name} ({models})",
+            f"  tier         {settings.tier}",
+            f"  concurrency  {settings.concurrency} (queue up to {settings.max_queue})",
+        ]
         if settings.label:
-            print(f"  label        {settings.label}", file=out)
-        out.flush()
-        await wait_for_shutdown()
-        print("shutting down", file=out)
-    finally:
-        await server.stop()
+            lines.append(f"  label        {settings.label}")
+        return lines
+
+    await serve_until_signal(server, banner, out)

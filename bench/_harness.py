@@ -1,0 +1,42 @@
+"""What the benchmarks share: free ports, starting servers in their own processes, and
+giving a requester credit with a worker (so the worker's credit check passes and stays on)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from lobstah_core.ledger import Ledger
+from lobstah_core.protocol import Identity, new_nonce, sign_receipt
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start(command: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start a server process and wait until it accepts connections on ``port``."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return process
+        time.sleep(0.05)
+    process.kill()
+    raise SystemExit(f"server on port {port} did not start")
+
+
+def seed_credit(worker_home: Path, requester: Identity) -> None:
+    """Record in the worker's ledger that ``requester`` has served the grid a great deal."""
+    earned = {
+        "version": 1, "jobId": "seed", "nonce": new_nonce(), "requesterPubkey": Identity.generate().pubkey,
+        "workerPubkey": requester.pubkey, "model": "demo-fast", "inputTokens": 10**12,
+        "outputTokens": 0, "startedAt": 0, "completedAt": 0,
+    }
+    with Ledger(worker_home / "ledger.sqlite3") as ledger:
+        ledger.add(sign_receipt(earned, requester))
