@@ -115,7 +115,7 @@ def main() -> int:
         env = {**os.environ, "LOBSTAH_HOME": home}
         seed_credit(Path(home))
         worker = start([sys.executable, "-m", "lobstah_core", "worker", "start", "--engine", "demo",
-                        "--port", str(worker_port), "--demo-delay", "0", "--demo-tps", "0",
+                        "--port", str(worker_port), "--demo-delay", "0", "--demo-tps", "0", "--demo-reply-tokens", "1024",
                         "--concurrency", "64", "--max-queue", "256"], worker_port, env)
         bare = start([sys.executable, "-c", BARE_SERVER, str(bare_port)], bare_port, env)
         try:

@@ -43,6 +43,8 @@ def register(commands: Any) -> None:
                        help="demo engine: seconds to the first token (default %(default)s)")
     start.add_argument("--demo-tps", type=float, default=40.0, metavar="N",
                        help="demo engine: tokens per second (default %(default)s)")
+    start.add_argument("--demo-reply-tokens", type=int, metavar="N",
+                       help="demo engine: length of every reply (default: 16-63 by prompt)")
 
 
 def cmd_worker_start(args: argparse.Namespace, settings: Settings) -> int:
@@ -65,6 +67,7 @@ def cmd_worker_start(args: argparse.Namespace, settings: Settings) -> int:
             models=args.models,
             first_token_delay=args.demo_delay,
             tokens_per_second=args.demo_tps,
+            reply_tokens=args.demo_reply_tokens,
         )
     except (ValidationError, ValueError) as exc:
         raise CliError(first_line(exc)) from None

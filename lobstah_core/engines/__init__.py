@@ -25,6 +25,7 @@ def build_engine(
     models: list[str] | None = None,
     first_token_delay: float = 0.0,
     tokens_per_second: float = 0.0,
+    reply_tokens: int | None = None,
 ) -> WorkerEngine:
     """The engine called ``name``.
 
@@ -50,4 +51,5 @@ def build_engine(
         tuple(models or DEMO_MODELS),
         first_token_delay=first_token_delay,
         tokens_per_second=tokens_per_second,
+        reply_tokens=reply_tokens,
     )

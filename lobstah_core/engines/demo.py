@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,7 +24,6 @@ _WORDS = (
     "compute the same way: a mac mini idles at night, a neighbour borrows its cycles, a signed "
     "receipt records the tokens, and the ledger keeps both sides honest while the tide turns"
 ).split()
-_DEFAULT_MAX_TOKENS = 48
 
 
 class DemoEngine:
@@ -37,16 +37,20 @@ class DemoEngine:
         *,
         first_token_delay: float = 0.0,
         tokens_per_second: float = 0.0,
+        reply_tokens: int | None = None,
     ) -> None:
         """
         Args:
             models: model ids to serve.
             first_token_delay: seconds before the first token.
             tokens_per_second: generation speed; 0 means as fast as possible.
+            reply_tokens: length of every reply; by default each prompt gets its own natural
+                length of 16 to 63 tokens. Either way ``max_tokens`` caps it, as for a model.
         """
         self._models = list(models)
         self.first_token_delay = first_token_delay
         self.tokens_per_second = tokens_per_second
+        self.reply_tokens = reply_tokens
 
     async def models(self) -> list[str]:
         return list(self._models)
@@ -55,7 +59,7 @@ class DemoEngine:
         words, usage = self._plan(request)
         await self._wait(len(words))
         message = {"role": "assistant", "content": "".join(words)}
-        return chat_completion(request["model"], message, _finish_reason(request), usage)
+        return chat_completion(request["model"], message, self._finish_reason(request), usage)
 
     async def stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         words, usage = self._plan(request)
@@ -67,15 +71,25 @@ class DemoEngine:
             if self.tokens_per_second:
                 await asyncio.sleep(1 / self.tokens_per_second)
             yield chunks.delta({"content": word})
-        yield chunks.delta({}, _finish_reason(request))
+        yield chunks.delta({}, self._finish_reason(request))
         yield chunks.usage(usage)
 
     async def aclose(self) -> None:
         return None
 
+    def _natural_length(self, prompt: str) -> int:
+        if self.reply_tokens is not None:
+            return self.reply_tokens
+        return 16 + int.from_bytes(hashlib.sha256(prompt.encode()).digest()[4:6], "big") % 48
+
+    def _finish_reason(self, request: dict[str, Any]) -> str:
+        cap = _max_tokens(request)
+        natural = self._natural_length(_prompt_text(request.get("messages", [])))
+        return "length" if cap is not None and cap < natural else "stop"
+
     def _plan(self, request: dict[str, Any]) -> tuple[list[str], Usage]:
         prompt = _prompt_text(request.get("messages", []))
-        count = _max_tokens(request) or _DEFAULT_MAX_TOKENS
+        count = min(self._natural_length(prompt), _max_tokens(request) or sys.maxsize)
         start = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:4], "big")
         words = [
             ("" if i == 0 else " ") + _WORDS[(start + i) % len(_WORDS)] for i in range(count)
@@ -88,11 +102,6 @@ class DemoEngine:
         delay = self.first_token_delay + (tokens / self.tokens_per_second if self.tokens_per_second else 0)
         if delay:
             await asyncio.sleep(delay)
-
-
-def _finish_reason(request: dict[str, Any]) -> str:
-    # The demo always writes exactly max_tokens when given one: it stopped for length.
-    return "length" if _max_tokens(request) else "stop"
 
 
 def _max_tokens(request: dict[str, Any]) -> int | None:
