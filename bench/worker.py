@@ -113,7 +113,7 @@ def main() -> int:
     worker_port, bare_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "LOBSTAH_HOME": home}
-        seed_credit(Path(home))
+        seed_credit(Path(home), REQUESTER)
         worker = start([sys.executable, "-m", "lobstah_core", "worker", "start", "--engine", "demo",
                         "--port", str(worker_port), "--demo-delay", "0", "--demo-tps", "0", "--demo-reply-tokens", "1024",
                         "--concurrency", "64", "--max-queue", "256"], worker_port, env)
