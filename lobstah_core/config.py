@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from .protocol.announcements import Tier
 
-__all__ = ["Settings", "WorkerSettings", "RouterSettings", "WORKER_PORT", "ROUTER_PORT", "TRACKER_PORT", "DEFAULT_HOST", "ALLOWANCE"]
+__all__ = ["Settings", "WorkerSettings", "RouterSettings", "AdvertiseSettings", "WORKER_PORT", "ROUTER_PORT", "TRACKER_PORT", "DEFAULT_HOST", "ALLOWANCE"]
 
 WORKER_PORT = 17474
 ROUTER_PORT = 17475
@@ -94,3 +94,13 @@ class RouterSettings(BaseModel):
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=300.0, gt=0)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+
+
+class AdvertiseSettings(BaseModel):
+    """Where and how a worker advertises itself (opt-in)."""
+
+    tracker_url: str
+    #: The URL peers should use to reach this worker (its public address).
+    announce_url: str
+    label: str | None = None
+    ttl_seconds: int = Field(default=300, ge=30)

@@ -196,15 +196,28 @@ async def wait_for_shutdown() -> None:
 
 
 async def serve_until_signal(
-    server: RunningServer, banner: Callable[[], Awaitable[list[str]]], out: TextIO
+    server: RunningServer,
+    banner: Callable[[], Awaitable[list[str]]],
+    out: TextIO,
+    *,
+    after_start: Callable[[], Awaitable[None]] | None = None,
+    before_stop: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Start ``server``, print its banner, serve until SIGINT/SIGTERM, then stop cleanly."""
+    """Start ``server``, print its banner, serve until SIGINT/SIGTERM, then stop cleanly.
+
+    ``after_start`` runs once the server listens (e.g. start advertising it); ``before_stop``
+    runs first on shutdown (stop advertising before the server goes away).
+    """
     await server.start()
     try:
+        if after_start is not None:
+            await after_start()
         for line in await banner():
             print(line, file=out)
         out.flush()
         await wait_for_shutdown()
         print("shutting down", file=out)
+        if before_stop is not None:
+            await before_stop()
     finally:
         await server.stop()

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
+import os
 import time
 from typing import Any
 
+import aiohttp
 from pydantic import ValidationError
 
+from ..clock import wall_clock_ms
 from ..config import Settings
+from ..discovery.merge import SyncReport, merge_announcements
+from ..discovery.tracker_client import TrackerClient
+from ..protocol.url_safety import UrlPolicy
 from ..router.peers import Peer, PeerStore
 from .common import CliError, add_command, add_json_flag, first_line, print_json
 
@@ -23,6 +31,11 @@ def register(commands: Any) -> None:
     remove = add_command(actions, "remove", cmd_peers_remove, "remove a peer")
     remove.add_argument("pubkey")
     add_json_flag(add_command(actions, "list", cmd_peers_list, "show the peer list"))
+    sync = add_command(actions, "sync", cmd_peers_sync, "merge the verified peers a tracker lists")
+    sync.add_argument("tracker", help="the tracker's URL, e.g. https://tracker.example.com")
+    sync.add_argument("--allow-loopback", action="store_true",
+                      help="accept peers on loopback (single-machine grids; also LOBSTAH_ALLOW_LOOPBACK=1)")
+    add_json_flag(sync)
 
 
 def cmd_peers_add(args: argparse.Namespace, settings: Settings) -> int:
@@ -58,3 +71,27 @@ def cmd_peers_list(args: argparse.Namespace, settings: Settings) -> int:
             expiry = f"  expires in {left}s" if left > 0 else "  expired"
         print(f"{peer.label or '-':<16} {peer.pubkey[:16]}…  {peer.url:<32} {peer.source}{expiry}")
     return 0
+
+
+def cmd_peers_sync(args: argparse.Namespace, settings: Settings) -> int:
+    policy = UrlPolicy.from_env(os.environ)
+    if args.allow_loopback:
+        policy = dataclasses.replace(policy, allow_loopback=True)
+    report = asyncio.run(_sync(args.tracker, PeerStore(settings.peers_path), policy))
+    if args.json:
+        print_json({"added": report.added, "refreshed": report.refreshed,
+                    "rejected": [{"pubkey": who, "reason": why} for who, why in report.rejected]})
+        return 0
+    print(f"added {len(report.added)}, refreshed {len(report.refreshed)}, rejected {len(report.rejected)} "
+          f"from {args.tracker}")
+    for pubkey in report.added:
+        print(f"  + {pubkey}")
+    for who, why in report.rejected:
+        print(f"  ! {who[:20]}…  {why}")
+    return 0
+
+
+async def _sync(tracker: str, store: PeerStore, policy: UrlPolicy) -> SyncReport:
+    async with aiohttp.ClientSession() as session:
+        raw = await TrackerClient(session, tracker).announcements()
+    return await merge_announcements(raw, store, "tracker", policy, wall_clock_ms())

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..clock import wall_clock_ms
 from ..config import RouterSettings
 from ..errors import Unauthorized
 from ..events import EventBus, event_to_json
@@ -21,7 +23,7 @@ from ..ledger import Ledger
 from ..ledger_writer import LedgerWriter
 from ..protocol.identity import Identity
 from ..protocol.schemas import ChatCompletionRequest, JobRequest, ModelCard, ModelList
-from ..worker.service import wall_clock_ms
+from ..protocol.url_safety import UrlPolicy
 from .directory import PeerDirectory
 from .health import HealthBook
 from .job_map import JobMap
@@ -51,6 +53,7 @@ class Router:
     desk: ReceiptDesk
     proxy: Proxy
     jobs: RouterJobs
+    clock_ms: Callable[[], int]
 
 
 ROUTER = web.AppKey("router", Router)
@@ -88,10 +91,10 @@ def create_app(
         directory.reload()
         await directory.refresh()
         desk = ReceiptDesk(identity.pubkey, writer, events, clock_ms)
-        proxy = Proxy(identity, directory, peer_transport, desk, clock_ms)
+        proxy = Proxy(identity, directory, peer_transport, desk, clock_ms, UrlPolicy.from_env(os.environ))
         job_map = JobMap(home / "router-jobs.sqlite3")
         jobs = RouterJobs(identity, proxy, peer_transport, desk, job_map, clock_ms)
-        app[ROUTER] = Router(identity, settings, events, ledger, directory, desk, proxy, jobs)
+        app[ROUTER] = Router(identity, settings, events, ledger, directory, desk, proxy, jobs, clock_ms)
         background = asyncio.create_task(directory.run())
         yield
         background.cancel()
@@ -141,7 +144,7 @@ async def pubkey(request: web.Request) -> web.Response:
 async def peers(request: web.Request) -> web.Response:
     """The peer list, each entry with its live health (an extension JS clients ignore)."""
     router = request.app[ROUTER]
-    now = wall_clock_ms()
+    now = router.clock_ms()
     body = []
     for peer in router.directory.active():
         state = router.directory.health.of(peer.pubkey)

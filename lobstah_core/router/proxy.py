@@ -13,15 +13,17 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
-from ..errors import AllPeersFailed, NoCapablePeer, NoPeers
+from ..errors import AllPeersFailed, NoCapablePeer, NoPeers, UnsafeUrl
 from ..protocol.identity import Identity
 from ..protocol.receipts import RECEIPT_COMMENT, RECEIPT_HEADER
 from ..protocol.request_signing import sign_request
+from ..protocol.url_safety import UrlPolicy, check_peer_url, peer_url_host
+from ..resolve import resolve_host
 from .directory import PeerDirectory
 from .health import HealthBook
 from .peers import Peer
@@ -65,7 +67,11 @@ class Proxy:
         transport: PeerTransport,
         desk: ReceiptDesk,
         clock_ms: Callable[[], int],
+        url_policy: UrlPolicy | None = None,
+        resolve: Callable[[str], Awaitable[list[str]]] = resolve_host,
     ) -> None:
+        self.url_policy = url_policy or UrlPolicy()
+        self._resolve = resolve
         self.identity = identity
         self.directory = directory
         self.health: HealthBook = directory.health
@@ -186,6 +192,8 @@ class Proxy:
     async def _send(self, peer: Peer, raw: bytes, attempts: _Attempts, path: str) -> PeerReply | web.Response | None:
         """Send to one peer. Returns its 2xx reply (in flight), a 4xx response to pass back to
         the client, or ``None`` when the next peer should be tried."""
+        if peer.source != "manual" and not await self._url_still_safe(peer, attempts):
+            return None
         headers = {"Content-Type": "application/json", **sign_request(self.identity, "POST", path, raw, self._clock_ms())}
         state = self.health.of(peer.pubkey)
         state.in_flight += 1
@@ -212,6 +220,15 @@ class Proxy:
             attempts.add(peer, message)
             return None
         return web.Response(body=body, status=reply.status, content_type="application/json")
+
+    async def _url_still_safe(self, peer: Peer, attempts: _Attempts) -> bool:
+        """Discovered peers are checked again at request time: DNS may have changed since."""
+        try:
+            check_peer_url(peer.url, await self._resolve(peer_url_host(peer.url)), self.url_policy)
+        except UnsafeUrl as exc:
+            self._failed(peer, f"refused its URL: {exc.message}", attempts)
+            return False
+        return True
 
     def _failed(self, peer: Peer, message: str, attempts: _Attempts) -> None:
         self.health.failed(peer.pubkey, message)

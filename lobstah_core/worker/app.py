@@ -19,7 +19,8 @@ from ..protocol.schemas import ChatCompletionRequest, JobAccepted, JobRequest, M
 from .chat import plain_completion, streamed_completion
 from .job_store import JobStore
 from .jobs import JobRunner
-from .service import WorkerService, wall_clock_ms
+from ..clock import wall_clock_ms
+from .service import WorkerService
 
 __all__ = ["create_app", "SERVICE", "JOBS"]
 

@@ -6,12 +6,14 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from ..config import WorkerSettings
+from ..clock import wall_clock_ms
+from ..config import AdvertiseSettings, WorkerSettings
+from ..discovery.advertiser import Advertiser
 from ..engines.base import WorkerEngine
 from ..errors import EngineError
 from ..http import RunningServer, serve_until_signal
 from ..protocol.identity import Identity
-from .app import create_app
+from .app import SERVICE, create_app
 
 __all__ = ["run_worker"]
 
@@ -23,9 +25,28 @@ async def run_worker(
     engine: WorkerEngine,
     home: Path,
     out: TextIO = sys.stdout,
+    advertise: AdvertiseSettings | None = None,
 ) -> None:
-    """Serve a worker until a shutdown signal, printing a banner first."""
+    """Serve a worker until a shutdown signal, printing a banner first; advertise it on a
+    tracker if asked (announced once listening, withdrawn before the server stops)."""
     server = RunningServer(create_app(settings, identity, engine, home), settings.host, settings.port, "worker")
+    advertiser: Advertiser | None = None
+
+    async def start_advertising() -> None:
+        nonlocal advertiser
+        if advertise is None:
+            return
+        service = server.runner.app[SERVICE]
+        advertiser = Advertiser(
+            identity, advertise.tracker_url, advertise.announce_url, service.models, wall_clock_ms,
+            label=advertise.label or settings.label, tier=settings.tier, ttl_seconds=advertise.ttl_seconds,
+        )
+        await advertiser.start()
+
+    async def stop_advertising() -> None:
+        if advertiser is not None:
+            await advertiser.stop()
+            print(f"  {advertiser.last_result}", file=out)
 
     async def banner() -> list[str]:
         try:
@@ -42,6 +63,10 @@ async def run_worker(
         ]
         if settings.label:
             lines.append(f"  label        {settings.label}")
+        if advertiser is not None:
+            lines.append(f"  advertising  {advertise.announce_url if advertise else ''}: {advertiser.last_result}")
+            if settings.host in ("127.0.0.1", "localhost", "::1"):
+                lines.append("  warning      bound to loopback: peers on other machines cannot reach this worker")
         return lines
 
-    await serve_until_signal(server, banner, out)
+    await serve_until_signal(server, banner, out, after_start=start_advertising, before_stop=stop_advertising)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from ..clock import wall_clock_ms
 from ..config import WorkerSettings
 from ..engines.base import Usage, WorkerEngine
 from ..errors import EngineError, InsufficientCredit, ModelNotFound, ProtocolError, Unauthorized
@@ -23,14 +24,10 @@ from ..protocol.request_signing import ANONYMOUS, REQUESTER_HEADER, verify_reque
 from ..protocol.schemas import Capacity
 from .admission import Admission
 
-__all__ = ["WorkerService", "wall_clock_ms"]
+__all__ = ["WorkerService"]
 
 #: How long the engine's model list is trusted before asking it again.
 MODELS_TTL_S = 10.0
-
-
-def wall_clock_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Finding peers, only when the user opts in: trackers (and, later, Nostr relays)."""

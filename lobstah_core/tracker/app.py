@@ -1,0 +1,67 @@
+"""The tracker's aiohttp app (WIRE.md "Announcements and the tracker")."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from aiohttp import web
+
+from ..errors import InvalidJson
+from ..http import MAX_BODY, error_middleware, read_body
+from ..clock import wall_clock_ms
+from .registry import Limits, Registry
+
+__all__ = ["create_app", "REGISTRY"]
+
+REGISTRY = web.AppKey("registry", Registry)
+#: Announcements are small; anything bigger is not one.
+MAX_BODY_BYTES = 64 * 1024
+
+
+class BadJson(InvalidJson):
+    type = "bad_json"  # the JS tracker's name for it
+
+
+def create_app(limits: Limits | None = None, clock_ms: Callable[[], int] = wall_clock_ms) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
+    app[MAX_BODY] = MAX_BODY_BYTES
+    app[REGISTRY] = Registry(clock_ms, limits)
+    app.router.add_get("/", index)
+    app.router.add_get("/peers", peers)
+    app.router.add_post("/announce", announce)
+    app.router.add_post("/unannounce", unannounce)
+    return app
+
+
+async def index(request: web.Request) -> web.Response:
+    return web.Response(text=f"lobstah-tracker: {request.app[REGISTRY].live_count()} live peers")
+
+
+async def peers(request: web.Request) -> web.Response:
+    # Each announcement's JSON was made once, when it arrived; a read only joins them.
+    live = request.app[REGISTRY].live_json()
+    text = f'{{"version":1,"count":{len(live)},"peers":[{",".join(live)}]}}'
+    return web.Response(text=text, content_type="application/json")
+
+
+async def announce(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    signed = registry.announce(await _json(request))
+    body = {"ok": True, "pubkey": signed.announcement.pubkey, "ttlSeconds": signed.announcement.ttl_seconds,
+            "registeredCount": registry.live_count()}
+    return web.json_response(body)
+
+
+async def unannounce(request: web.Request) -> web.Response:
+    removed = request.app[REGISTRY].unannounce(await _json(request))
+    return web.json_response({"ok": True, "removed": removed})
+
+
+async def _json(request: web.Request) -> object:
+    raw = await read_body(request)
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadJson("request body is not valid JSON") from None
+
