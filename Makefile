@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/worker.py
 	$(BIN)/python bench/router.py
+	$(BIN)/python bench/tracker.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
