@@ -97,9 +97,11 @@ class RouterSettings(BaseModel):
 
 
 class AdvertiseSettings(BaseModel):
-    """Where and how a worker advertises itself (opt-in)."""
+    """Where and how a worker advertises itself (opt-in): a tracker, Nostr relays, or both."""
 
-    tracker_url: str
+    tracker_url: str | None = None
+    #: Nostr relays to publish on (empty: not on Nostr).
+    nostr_relays: list[str] = []
     #: The URL peers should use to reach this worker (its public address).
     announce_url: str
     label: str | None = None

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from .errors import IdentityError
 from .protocol.identity import Identity
+from .protocol.nostr import new_nostr_secret
 
-__all__ = ["load_identity", "save_identity", "load_or_create_identity"]
+__all__ = ["load_identity", "save_identity", "load_or_create_identity", "load_or_create_nostr_secret"]
 
 
 def load_identity(path: Path) -> Identity:
@@ -34,11 +35,14 @@ def load_identity(path: Path) -> Identity:
     return identity
 
 
-def save_identity(identity: Identity, path: Path, *, overwrite: bool = False) -> Path | None:
+def save_identity(
+    identity: Identity, path: Path, *, overwrite: bool = False, keep_backup: bool = True
+) -> Path | None:
     """Write ``identity`` to ``path`` with mode 0600, atomically.
 
     Args:
-        overwrite: replace an existing file; the old one is kept beside it as a backup.
+        overwrite: replace an existing file; the old one is kept beside it as a backup
+            (unless ``keep_backup`` is false: a rewrite that adds a field loses nothing).
 
     Returns:
         The backup's path when an existing file was replaced, else ``None``.
@@ -52,8 +56,9 @@ def save_identity(identity: Identity, path: Path, *, overwrite: bool = False) ->
         if path.exists():
             if not overwrite:
                 raise IdentityError(f"an identity already exists at {path} (use --force to replace it)")
-            backup = path.with_name(f"{path.name}.{int(time.time())}.bak")
-            os.link(path, backup)
+            if keep_backup:
+                backup = path.with_name(f"{path.name}.{int(time.time())}.bak")
+                os.link(path, backup)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
@@ -77,3 +82,23 @@ def load_or_create_identity(path: Path) -> Identity:
             return load_identity(path)
         return identity
     return load_identity(path)
+
+
+def load_or_create_nostr_secret(path: Path) -> bytes:
+    """The node's secp256k1 Nostr key, kept in identity.json as ``nostrSecretKey`` ([ext]);
+    created and saved (mode 0600, other fields kept) on first need.
+
+    Raises:
+        IdentityError: no identity, or an unreadable one.
+    """
+    identity = load_identity(path)
+    stored = identity.extra.get("nostrSecretKey")
+    if isinstance(stored, str) and len(stored) == 64:
+        try:
+            return bytes.fromhex(stored)
+        except ValueError:
+            pass
+    secret = new_nostr_secret()
+    updated = Identity(identity.seed, {**identity.extra, "nostrSecretKey": secret.hex()})
+    save_identity(updated, path, overwrite=True, keep_backup=False)
+    return secret

@@ -14,7 +14,9 @@ from pydantic import ValidationError
 
 from ..clock import wall_clock_ms
 from ..config import Settings
+from ..discovery.gossip import gossip
 from ..discovery.merge import SyncReport, merge_announcements
+from ..discovery.nostr_relay import DEFAULT_RELAYS
 from ..discovery.tracker_client import TrackerClient
 from ..protocol.url_safety import UrlPolicy
 from ..router.peers import Peer, PeerStore
@@ -36,6 +38,12 @@ def register(commands: Any) -> None:
     sync.add_argument("--allow-loopback", action="store_true",
                       help="accept peers on loopback (single-machine grids; also LOBSTAH_ALLOW_LOOPBACK=1)")
     add_json_flag(sync)
+    gossip_cmd = add_command(actions, "gossip", cmd_peers_gossip, "merge the verified peers announced on Nostr")
+    gossip_cmd.add_argument("--nostr-relay", action="append", dest="relays", metavar="URL",
+                            help="relay to read (repeatable; default: the grid's default relays)")
+    gossip_cmd.add_argument("--allow-loopback", action="store_true", help="accept peers on loopback")
+    gossip_cmd.add_argument("--idle", type=float, default=8.0, help="stop after this many quiet seconds (default %(default)s)")
+    add_json_flag(gossip_cmd)
 
 
 def cmd_peers_add(args: argparse.Namespace, settings: Settings) -> int:
@@ -74,16 +82,28 @@ def cmd_peers_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_peers_sync(args: argparse.Namespace, settings: Settings) -> int:
+    report = asyncio.run(_sync(args.tracker, PeerStore(settings.peers_path), _policy(args)))
+    return _print_report(report, args.tracker, args.json)
+
+
+def cmd_peers_gossip(args: argparse.Namespace, settings: Settings) -> int:
+    relays = args.relays or list(DEFAULT_RELAYS)
+    report = asyncio.run(_gossip(relays, PeerStore(settings.peers_path), _policy(args), args.idle))
+    return _print_report(report, ", ".join(relays), args.json)
+
+
+def _policy(args: argparse.Namespace) -> UrlPolicy:
     policy = UrlPolicy.from_env(os.environ)
-    if args.allow_loopback:
-        policy = dataclasses.replace(policy, allow_loopback=True)
-    report = asyncio.run(_sync(args.tracker, PeerStore(settings.peers_path), policy))
-    if args.json:
+    return dataclasses.replace(policy, allow_loopback=True) if args.allow_loopback else policy
+
+
+def _print_report(report: SyncReport, where: str, as_json: bool) -> int:
+    if as_json:
         print_json({"added": report.added, "refreshed": report.refreshed,
                     "rejected": [{"pubkey": who, "reason": why} for who, why in report.rejected]})
         return 0
     print(f"added {len(report.added)}, refreshed {len(report.refreshed)}, rejected {len(report.rejected)} "
-          f"from {args.tracker}")
+          f"from {where}")
     for pubkey in report.added:
         print(f"  + {pubkey}")
     for who, why in report.rejected:
@@ -95,3 +115,10 @@ async def _sync(tracker: str, store: PeerStore, policy: UrlPolicy) -> SyncReport
     async with aiohttp.ClientSession() as session:
         raw = await TrackerClient(session, tracker).announcements()
     return await merge_announcements(raw, store, "tracker", policy, wall_clock_ms())
+
+
+async def _gossip(relays: list[str], store: PeerStore, policy: UrlPolicy, idle: float) -> SyncReport:
+    found, refused = await gossip(relays, idle=idle)
+    report = await merge_announcements(found, store, "nostr", policy, wall_clock_ms())
+    report.rejected[:0] = refused
+    return report

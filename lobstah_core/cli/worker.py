@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..config import AdvertiseSettings, Settings, WorkerSettings
+from ..discovery.nostr_relay import DEFAULT_RELAYS
 from ..engines import build_engine
 from ..identity_file import load_or_create_identity
 from ..protocol.url_safety import peer_url_host
@@ -44,6 +45,9 @@ def register(commands: Any) -> None:
     start.add_argument("--announce-url", metavar="URL", help="the URL peers should use to reach this worker")
     start.add_argument("--announce-label", metavar="LABEL", help="label in the announcement (default --label)")
     start.add_argument("--announce-ttl", type=int, default=300, metavar="S", help="announcement TTL (default %(default)s)")
+    start.add_argument("--publish-via-nostr", action="store_true", help="advertise this worker on Nostr relays (opt-in)")
+    start.add_argument("--nostr-relay", action="append", dest="nostr_relays", metavar="URL",
+                       help="relay to publish on (repeatable; default: the grid's default relays)")
     start.add_argument("--demo-delay", type=float, default=0.2, metavar="S",
                        help="demo engine: seconds to the first token (default %(default)s)")
     start.add_argument("--demo-tps", type=float, default=40.0, metavar="N",
@@ -86,12 +90,13 @@ def cmd_worker_start(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _advertise_settings(args: argparse.Namespace) -> AdvertiseSettings | None:
-    if args.announce_to is None:
+    if args.announce_to is None and not args.publish_via_nostr:
         if args.announce_url:
-            raise ValueError("--announce-url needs --announce-to TRACKER")
+            raise ValueError("--announce-url needs --announce-to TRACKER or --publish-via-nostr")
         return None
     if not args.announce_url:
-        raise ValueError("--announce-to needs --announce-url URL: the address peers will call")
+        raise ValueError("advertising needs --announce-url URL: the address peers will call")
     peer_url_host(args.announce_url)
-    return AdvertiseSettings(tracker_url=args.announce_to, announce_url=args.announce_url,
+    relays = (args.nostr_relays or list(DEFAULT_RELAYS)) if args.publish_via_nostr else []
+    return AdvertiseSettings(tracker_url=args.announce_to, nostr_relays=relays, announce_url=args.announce_url,
                              label=args.announce_label, ttl_seconds=args.announce_ttl)

@@ -1,19 +1,25 @@
-"""Advertising a worker on a tracker: announce at start, heartbeat, unannounce on shutdown."""
+"""Advertising a worker: announce at start, heartbeat, withdraw on shutdown — on a tracker,
+on Nostr relays, or both. Each place is a *channel*; the advertiser signs one announcement per
+heartbeat and hands it to every channel."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 import aiohttp
 
-from ..protocol.announcements import Announcement, sign_announcement, sign_unannounce
+from ..errors import LobstahError
+from ..protocol.announcements import Announcement, SignedAnnouncement, sign_announcement, sign_unannounce
 from ..protocol.identity import Identity
-from .tracker_client import TrackerClient, TrackerError
+from ..protocol.nostr import announcement_event, withdrawal_event
+from .nostr_relay import RelayClient
+from .tracker_client import TrackerClient
 
-__all__ = ["Advertiser", "heartbeat_seconds"]
+__all__ = ["Advertiser", "Channel", "TrackerChannel", "NostrChannel", "heartbeat_seconds"]
 
 log = logging.getLogger("lobstah.discovery")
 
@@ -23,13 +29,64 @@ def heartbeat_seconds(ttl_seconds: int) -> float:
     return max(ttl_seconds / 2, 30.0)
 
 
+class Channel(Protocol):
+    """Somewhere an announcement is published."""
+
+    async def announce(self, session: aiohttp.ClientSession, signed: SignedAnnouncement) -> str: ...
+
+    async def withdraw(self, session: aiohttp.ClientSession) -> str: ...
+
+
+class TrackerChannel:
+    def __init__(self, url: str, identity: Identity, clock_ms: Callable[[], int]) -> None:
+        self.url, self.identity, self._clock_ms = url, identity, clock_ms
+
+    async def announce(self, session: aiohttp.ClientSession, signed: SignedAnnouncement) -> str:
+        answer = await TrackerClient(session, self.url).announce(signed)
+        return f"announced to {self.url} ({answer.get('registeredCount', '?')} peers there)"
+
+    async def withdraw(self, session: aiohttp.ClientSession) -> str:
+        await TrackerClient(session, self.url).unannounce(sign_unannounce(self.identity, self._clock_ms()))
+        return f"withdrawn from {self.url}"
+
+
+class NostrChannel:
+    """Publishes kind-31474 events; withdraws with a NIP-09 deletion of the last one."""
+
+    def __init__(self, relays: Sequence[str], secret: bytes, clock_ms: Callable[[], int]) -> None:
+        self.relays, self._secret, self._clock_ms = list(relays), secret, clock_ms
+        self._last_event_id: str | None = None
+
+    async def announce(self, session: aiohttp.ClientSession, signed: SignedAnnouncement) -> str:
+        event = announcement_event(self._secret, signed, self._clock_ms() // 1000)
+        accepted = await self._publish(session, event)
+        self._last_event_id = event.id
+        return f"published to {accepted}/{len(self.relays)} Nostr relays"
+
+    async def withdraw(self, session: aiohttp.ClientSession) -> str:
+        if self._last_event_id is None:
+            return "nothing published on Nostr"
+        accepted = await self._publish(session, withdrawal_event(self._secret, self._last_event_id, self._clock_ms() // 1000))
+        return f"withdrawn from {accepted}/{len(self.relays)} Nostr relays"
+
+    async def _publish(self, session: aiohttp.ClientSession, event: object) -> int:
+        results = await asyncio.gather(
+            *(RelayClient(session, relay).publish(event) for relay in self.relays),  # type: ignore[arg-type]
+            return_exceptions=True,
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if len(failures) == len(results):
+            raise failures[0] if isinstance(failures[0], LobstahError) else LobstahError(str(failures[0]))
+        return len(results) - len(failures)
+
+
 class Advertiser:
-    """Keeps one worker's announcement alive on one tracker."""
+    """Keeps one worker's announcement alive on its channels."""
 
     def __init__(
         self,
         identity: Identity,
-        tracker_url: str,
+        channels: Sequence[Channel],
         announce_url: str,
         models: Callable[[], Awaitable[list[str]]],
         clock_ms: Callable[[], int],
@@ -38,7 +95,7 @@ class Advertiser:
         tier: str | None = None,
         ttl_seconds: int = 300,
     ) -> None:
-        self.identity, self.tracker_url, self.announce_url = identity, tracker_url, announce_url
+        self.identity, self.channels, self.announce_url = identity, list(channels), announce_url
         self._models, self._clock_ms = models, clock_ms
         self.label, self.tier, self.ttl_seconds = label, tier, ttl_seconds
         self._session: aiohttp.ClientSession | None = None
@@ -57,26 +114,20 @@ class Advertiser:
         self._task = asyncio.create_task(self._heartbeat())
 
     async def stop(self) -> None:
-        """Stop the heartbeat and withdraw the announcement."""
+        """Stop the heartbeat and withdraw the announcement everywhere."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
         if self._session is None:
             return
-        try:
-            await TrackerClient(self._session, self.tracker_url).unannounce(sign_unannounce(self.identity, self._clock_ms()))
-            self.last_result = f"withdrawn from {self.tracker_url}"
-        except TrackerError as exc:
-            self.last_result = f"could not withdraw: {exc.message}"
-            log.warning(self.last_result)
-        finally:
-            await self._session.close()
-            self._session = None
+        self.last_result = await self._each(lambda channel, session: channel.withdraw(session), "could not withdraw")
+        await self._session.close()
+        self._session = None
 
-    async def announce(self) -> bool:
-        """Announce once; ``False`` (and a logged reason) if the tracker could not be told."""
-        assert self._session is not None
+    async def announce(self) -> None:
+        """Sign a fresh announcement and publish it on every channel."""
         body = {
             "version": 1, "pubkey": self.identity.pubkey, "url": self.announce_url,
             "models": await self._models(), "ttlSeconds": self.ttl_seconds, "announcedAt": self._clock_ms(),
@@ -86,14 +137,18 @@ class Advertiser:
         if self.tier:
             body["tier"] = self.tier
         signed = sign_announcement(Announcement.model_validate(body), self.identity)
-        try:
-            answer = await TrackerClient(self._session, self.tracker_url).announce(signed)
-        except TrackerError as exc:
-            self.last_result = f"announce failed: {exc.message}"
-            log.warning(self.last_result)
-            return False
-        self.last_result = f"announced to {self.tracker_url} ({answer.get('registeredCount', '?')} peers there)"
-        return True
+        self.last_result = await self._each(lambda channel, session: channel.announce(session, signed), "announce failed")
+
+    async def _each(self, action: Callable[[Channel, aiohttp.ClientSession], Awaitable[str]], failed: str) -> str:
+        assert self._session is not None
+        results = []
+        for channel in self.channels:
+            try:
+                results.append(await action(channel, self._session))
+            except LobstahError as exc:
+                results.append(f"{failed}: {exc.message}")
+                log.warning("%s: %s", failed, exc.message)
+        return "; ".join(results)
 
     async def _heartbeat(self) -> None:
         while True:

@@ -8,10 +8,11 @@ from typing import TextIO
 
 from ..clock import wall_clock_ms
 from ..config import AdvertiseSettings, WorkerSettings
-from ..discovery.advertiser import Advertiser
+from ..discovery.advertiser import Advertiser, Channel, NostrChannel, TrackerChannel
 from ..engines.base import WorkerEngine
 from ..errors import EngineError
 from ..http import RunningServer, serve_until_signal
+from ..identity_file import load_or_create_nostr_secret
 from ..protocol.identity import Identity
 from .app import SERVICE, create_app
 
@@ -37,8 +38,13 @@ async def run_worker(
         if advertise is None:
             return
         service = server.runner.app[SERVICE]
+        channels: list[Channel] = []
+        if advertise.tracker_url:
+            channels.append(TrackerChannel(advertise.tracker_url, identity, wall_clock_ms))
+        if advertise.nostr_relays:
+            channels.append(NostrChannel(advertise.nostr_relays, load_or_create_nostr_secret(identity_path), wall_clock_ms))
         advertiser = Advertiser(
-            identity, advertise.tracker_url, advertise.announce_url, service.models, wall_clock_ms,
+            identity, channels, advertise.announce_url, service.models, wall_clock_ms,
             label=advertise.label or settings.label, tier=settings.tier, ttl_seconds=advertise.ttl_seconds,
         )
         await advertiser.start()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from ..discovery.conftest import nostr_relay  # noqa: F401  (the relay fixture)
 from .test_cli import assert_clean_failure
 from .test_worker_start import free_port
 
@@ -85,3 +86,22 @@ def test_announce_flags_must_come_together(cli) -> None:
     assert_clean_failure(cli("worker", "start", "--engine", "demo", "--announce-to", "http://127.0.0.1:1"), "--announce-url")
     assert_clean_failure(cli("worker", "start", "--engine", "demo", "--announce-url", "http://127.0.0.1:1"), "--announce-to")
     assert_clean_failure(cli("peers", "sync", f"http://127.0.0.1:{free_port()}"), "cannot reach tracker")
+
+
+def test_publish_via_nostr_and_gossip(tmp_path: Path, nostr_relay: str) -> None:
+    worker_port = free_port()
+    machine_a, machine_b = tmp_path / "machine-a", tmp_path / "machine-b"
+    worker = spawn(["worker", "start", "--engine", "demo", "--port", str(worker_port), "--publish-via-nostr",
+                    "--nostr-relay", nostr_relay, "--announce-url", f"http://127.0.0.1:{worker_port}"], machine_a)
+    try:
+        assert "published to 1/1 Nostr relays" in lines(worker, "bound to loopback")
+        identity = json.loads((machine_a / "identity.json").read_text())
+        assert len(identity["nostrSecretKey"]) == 64 and identity["publicKey"].startswith("lob1")
+        assert (machine_a / "identity.json").stat().st_mode & 0o777 == 0o600
+        result = subprocess.run([sys.executable, "-m", "lobstah_core", "peers", "gossip", "--nostr-relay", nostr_relay,
+                                 "--allow-loopback", "--idle", "1", "--json"], capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "LOBSTAH_HOME": str(machine_b)})
+        assert len(json.loads(result.stdout)["added"]) == 1
+        assert json.loads((machine_b / "peers.json").read_text())[0]["source"] == "nostr"
+    finally:
+        assert "withdrawn from 1/1 Nostr relays" in stop(worker)

@@ -11,7 +11,7 @@ import aiohttp
 import httpx
 import pytest
 
-from lobstah_core.discovery.advertiser import Advertiser, heartbeat_seconds
+from lobstah_core.discovery.advertiser import Advertiser, TrackerChannel, heartbeat_seconds
 from lobstah_core.discovery.merge import merge_announcements
 from lobstah_core.discovery.tracker_client import TrackerClient
 from lobstah_core.http import RunningServer
@@ -53,7 +53,8 @@ async def test_advertise_sync_and_serve(tracker: RunningServer, start_worker: St
     async def models() -> list[str]:
         return ["demo-fast", "demo-smart"]
 
-    advertiser = Advertiser(WORKER_ID, tracker.url, worker.url, models, now_ms, label="attic", tier="interactive")
+    channel = TrackerChannel(tracker.url, WORKER_ID, now_ms)
+    advertiser = Advertiser(WORKER_ID, [channel], worker.url, models, now_ms, label="attic", tier="interactive")
     await advertiser.start()
     assert "announced" in advertiser.last_result and advertiser.running
     listed = await tracker_list(tracker)
