@@ -14,7 +14,6 @@ from pathlib import Path
 
 import httpx
 
-from ..discovery.conftest import nostr_relay  # noqa: F401  (the relay fixture)
 from .test_cli import assert_clean_failure
 from .test_worker_start import free_port
 
