@@ -19,7 +19,11 @@ test: $(STAMP)
 # The demo grid, headless until the TUI lands: three demo workers (one flaky) behind a
 # router, with traffic, in a scratch directory. Ctrl-C stops it.
 demo: $(STAMP)
-	$(BIN)/python -m lobstah_core.demo
+	$(BIN)/lobstah-core serve --demo
+
+# This machine as a node of the grid: router on 17475, worker (Ollama) on 17474.
+serve: $(STAMP)
+	$(BIN)/lobstah-core serve
 
 # Each benchmark prints its figures as ratios against a baseline measured in the same run.
 bench: $(STAMP)

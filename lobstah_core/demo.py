@@ -15,7 +15,6 @@ import contextlib
 import random
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -25,16 +24,8 @@ from aiohttp import web
 
 from .config import RouterSettings, WorkerSettings
 from .engines.demo import DemoEngine
-from .events import (
-    CapacityChanged,
-    Event,
-    EventBus,
-    PeerExcluded,
-    PeerFailed,
-    PeerReadmitted,
-    ReceiptAccepted,
-    ReceiptRejected,
-)
+from .event_log import describe
+from .events import Event, EventBus
 from .http import RunningServer, wait_for_shutdown
 from .protocol.identity import Identity
 from .router.app import ROUTER
@@ -146,25 +137,8 @@ class DemoGrid:
                 await response.read()
 
     def describe(self, event: Event) -> str:
-        """One readable line for an event."""
-        clock = time.strftime("%H:%M:%S", time.localtime(event.at / 1000))
-        name = self.labels.get(getattr(event, "peer", ""), getattr(event, "peer", "")[:12])
-        if isinstance(event, ReceiptAccepted):
-            credit = event.input_tokens + event.output_tokens
-            return f"{clock}  → spent     {name:<8} {event.model:<11} {event.input_tokens:>3} in {event.output_tokens:>3} out  ({credit} credits)"
-        if isinstance(event, ReceiptRejected):
-            return f"{clock}  ! rejected  {name:<8} receipt refused: {event.reason} ({event.message})"
-        if isinstance(event, PeerFailed):
-            return f"{clock}  ✗ failed    {name:<8} {event.message} ({event.consecutive_failures} in a row)"
-        if isinstance(event, PeerExcluded):
-            seconds = round((event.excluded_until - event.at) / 1000)
-            return f"{clock}  ⊘ excluded  {name:<8} for {seconds} s"
-        if isinstance(event, PeerReadmitted):
-            return f"{clock}  ✓ readmitted {name}"
-        if isinstance(event, CapacityChanged):
-            return f"{clock}  · capacity  {name:<8} {event.tier}, queue {event.queue_depth}, models {', '.join(event.models)}"
-        return f"{clock}  {event.kind}"
-
+        """One readable line for an event, naming workers by their demo label."""
+        return describe(event, self.labels)
 
 async def run_demo(seconds: float | None, out: TextIO) -> None:
     with tempfile.TemporaryDirectory(prefix="lobstah-demo-") as scratch:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 __all__ = [
     "Event",
     "ReceiptAccepted",
+    "ReceiptIssued",
     "ReceiptRejected",
     "PeerFailed",
     "PeerExcluded",
@@ -41,6 +42,18 @@ class ReceiptAccepted(Event):
 
     kind: ClassVar[str] = "receipt.accepted"
     peer: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    nonce: str
+
+
+@dataclass(frozen=True)
+class ReceiptIssued(Event):
+    """Our worker signed a receipt for work it did (we earned ``credit``)."""
+
+    kind: ClassVar[str] = "receipt.issued"
+    requester: str
     model: str
     input_tokens: int
     output_tokens: int

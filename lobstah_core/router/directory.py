@@ -25,6 +25,8 @@ from .transport import PeerTransport, PeerUnreachable
 __all__ = ["PeerDirectory"]
 
 log = logging.getLogger("lobstah.router")
+#: An age no probe result ever reaches: refresh(older_than_ms=_NEVER) probes only unprobed peers.
+_NEVER = 2**62
 
 
 class PeerDirectory:
@@ -51,22 +53,25 @@ class PeerDirectory:
         self.peers: dict[str, Peer] = {}
         self.load_error: str | None = None
 
-    def reload(self) -> None:
-        """Re-read peers.json if it changed (a broken file keeps the last good list)."""
+    def reload(self) -> bool:
+        """Re-read peers.json if it changed (a broken file keeps the last good list).
+
+        Returns:
+            Whether peers appeared that have never been probed.
+        """
         mtime = self.store.mtime()
         if mtime == self._mtime:
-            return
+            return False
         self._mtime = mtime
         try:
             peers = self.store.load()
         except PeerListError as exc:
             self.load_error = exc.message
             log.error("%s; keeping the previous peer list", exc.message)
-            return
+            return False
         self.load_error = None
         self.peers = {peer.pubkey: peer for peer in peers}
-        for peer in peers:
-            self.health.of(peer.pubkey)
+        return any(self.health.of(peer.pubkey).capacity_at is None for peer in peers)
 
     def active(self) -> list[Peer]:
         """Peers to use now (discovered ones drop out when their announcement expires)."""
@@ -103,7 +108,9 @@ class PeerDirectory:
         last_refresh = float("-inf")
         loop = asyncio.get_running_loop()
         while True:
-            self.reload()
+            if self.reload():
+                # Peers just added (e.g. `lobstah-core peers add`) are probed now, not next round.
+                asyncio.create_task(self.refresh(older_than_ms=_NEVER))
             self.health.sweep()
             if loop.time() - last_refresh >= self.interval:
                 last_refresh = loop.time()

@@ -12,6 +12,7 @@ from aiohttp import web
 from ..config import WorkerSettings
 from ..engines.base import WorkerEngine
 from ..errors import NotCancellable, NotFound, Overloaded
+from ..events import EventBus
 from ..http import MAX_BODY, error_middleware, json_response, parse_body, read_body
 from ..ledger import Ledger
 from ..protocol.identity import Identity
@@ -36,6 +37,7 @@ def create_app(
     home: Path,
     *,
     clock_ms: Callable[[], int] = wall_clock_ms,
+    bus: EventBus | None = None,
 ) -> web.Application:
     """A worker app. Its ledger and job queue live in ``home``; the app owns and closes them,
     and the engine, in its cleanup context.
@@ -49,7 +51,7 @@ def create_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         ledger = Ledger(home / "ledger.sqlite3")
         store = JobStore(home / "jobs.sqlite3", settings.job_ttl_seconds)
-        service = WorkerService(identity, engine, ledger, settings, clock_ms)
+        service = WorkerService(identity, engine, ledger, settings, clock_ms, bus)
         runner = JobRunner(service, store)
         await runner.start()
         app[SERVICE], app[JOBS] = service, runner

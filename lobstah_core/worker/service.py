@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from ..clock import wall_clock_ms
 from ..config import WorkerSettings
 from ..engines.base import Usage, WorkerEngine
+from ..events import EventBus, ReceiptIssued
 from ..errors import EngineError, InsufficientCredit, ModelNotFound, ProtocolError, Unauthorized
 from ..ledger import Ledger
 from ..ledger_writer import LedgerWriter
@@ -39,6 +40,8 @@ class WorkerService:
     ledger: Ledger
     settings: WorkerSettings
     clock_ms: Callable[[], int] = wall_clock_ms
+    #: Where issued receipts are announced (a node's shared bus), if anywhere.
+    bus: EventBus | None = None
     admission: Admission = field(init=False)
     writer: LedgerWriter = field(init=False)
     _models: list[str] = field(default_factory=list, init=False)
@@ -144,5 +147,9 @@ class WorkerService:
         return sign_receipt(receipt, self.identity)
 
     async def record_receipt(self, signed: SignedReceipt) -> None:
-        """Append a receipt we issued (and so need not verify) to our ledger."""
+        """Append a receipt we issued (and so need not verify) to our ledger, and announce it."""
         await self.writer.add(signed)
+        if self.bus is not None:
+            receipt = signed.receipt
+            self.bus.publish(ReceiptIssued(receipt.completed_at, receipt.requester_pubkey, receipt.model,
+                                           receipt.input_tokens, receipt.output_tokens, receipt.nonce))

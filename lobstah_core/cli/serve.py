@@ -1,0 +1,109 @@
+"""``lobstah-core serve``: the headless node (for launchd/systemd), one log line per event."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..config import ROUTER_PORT, WORKER_PORT, AdvertiseSettings, RouterSettings, Settings, WorkerSettings
+from ..demo import run_demo
+from ..discovery.nostr_relay import DEFAULT_RELAYS
+from ..event_log import describe
+from ..http import wait_for_shutdown
+from ..identity_file import load_or_create_identity
+from ..node import EngineSettings, Node, NodeSettings, SyncSettings
+from ..protocol.url_safety import peer_url_host
+from .common import CliError, add_command, first_line
+
+
+def register(commands: Any) -> None:
+    serve = add_command(commands, "serve", cmd_serve, "run this node headless: router, worker, switches")
+    serve.add_argument("--demo", action="store_true", help="run the built-in demo grid instead (scratch directory)")
+    serve.add_argument("--worker", action=argparse.BooleanOptionalAction, default=True, help="lend compute too (default on)")
+    serve.add_argument("--engine", choices=["ollama", "openai", "demo"], default="ollama")
+    serve.add_argument("--upstream", metavar="URL", help="Ollama address or OpenAI-compatible base URL")
+    serve.add_argument("--router-port", type=int, default=ROUTER_PORT)
+    serve.add_argument("--worker-port", type=int, default=WORKER_PORT)
+    serve.add_argument("--label", help="this worker's name in peer lists")
+    serve.add_argument("--announce-to", metavar="TRACKER", help="where the advertise switch announces the worker")
+    serve.add_argument("--publish-via-nostr", action="store_true", help="the advertise switch also publishes on Nostr")
+    serve.add_argument("--nostr-relay", action="append", dest="nostr_relays", metavar="URL")
+    serve.add_argument("--announce-url", metavar="URL", help="the URL peers use to reach this worker")
+    serve.add_argument("--advertise", action=argparse.BooleanOptionalAction, default=None,
+                       help="turn the advertise switch on or off (remembered; default: as last time, off at first)")
+    serve.add_argument("--sync-from", action="append", default=[], metavar="TRACKER", help="tracker to sync peers from")
+    serve.add_argument("--sync-relay", action="append", default=[], metavar="URL", help="Nostr relay to sync peers from")
+    serve.add_argument("--sync", action=argparse.BooleanOptionalAction, default=None,
+                       help="turn the sync switch on or off (remembered; default: as last time, off at first)")
+    serve.add_argument("--seconds", type=float, help="stop after this long (default: until SIGINT/SIGTERM)")
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    if args.demo:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_demo(args.seconds, sys.stdout))
+        return 0
+    try:
+        node_settings = NodeSettings(
+            router=RouterSettings(port=args.router_port),
+            worker=WorkerSettings(port=args.worker_port, label=args.label) if args.worker else None,
+            engine=EngineSettings(name=args.engine, upstream=args.upstream),
+            advertise=_advertise(args),
+            sync=SyncSettings(trackers=args.sync_from, relays=args.sync_relay),
+        )
+    except (ValidationError, ValueError) as exc:
+        raise CliError(first_line(exc)) from None
+    identity = load_or_create_identity(settings.identity_path)
+    node = Node(node_settings, identity, settings.identity_path, settings.home)
+    try:
+        asyncio.run(_serve(node, args))
+    except OSError as exc:
+        raise CliError(f"cannot listen: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+def _advertise(args: argparse.Namespace) -> AdvertiseSettings | None:
+    if not (args.announce_to or args.publish_via_nostr):
+        return None
+    if not args.announce_url:
+        raise ValueError("advertising needs --announce-url URL: the address peers will call")
+    peer_url_host(args.announce_url)
+    relays = (args.nostr_relays or list(DEFAULT_RELAYS)) if args.publish_via_nostr else []
+    return AdvertiseSettings(tracker_url=args.announce_to, nostr_relays=relays, announce_url=args.announce_url, label=args.label)
+
+
+async def _serve(node: Node, args: argparse.Namespace) -> None:
+    async with node.bus.subscribe() as events:
+        await node.start()
+        try:
+            if args.advertise is not None:
+                await node.set_advertise(args.advertise)
+            if args.sync is not None:
+                await node.set_sync(args.sync)
+            snap = await node.snapshot()
+            print(f"lobstah node {snap.pubkey}", flush=True)
+            if snap.router_url:
+                print(f"  router     {snap.router_url}/v1 ({len(snap.peers)} peers)")
+            if snap.worker_url:
+                print(f"  worker     {snap.worker_url} ({node.settings.engine.name})")
+            print(f"  advertise  {'on' if snap.advertise[0] else 'off'}: {snap.advertise[1]}")
+            print(f"  sync       {'on' if snap.sync[0] else 'off'}: {snap.sync[1]}", flush=True)
+            printer = asyncio.create_task(_log(events))
+            stop = asyncio.sleep(args.seconds) if args.seconds else wait_for_shutdown()
+            await stop
+            printer.cancel()
+            print("shutting down", flush=True)
+        finally:
+            await node.stop()
+
+
+async def _log(events: asyncio.Queue[Any]) -> None:
+    while True:
+        print(describe(await events.get()), flush=True)

@@ -1,0 +1,55 @@
+"""`lobstah-core serve`: the headless node as launchd/systemd would run it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from ..conftest import Run
+from .test_cli import assert_clean_failure
+from .test_worker_start import free_port
+
+
+def test_serve_runs_router_and_worker_and_stops_on_sigterm(home: Path) -> None:
+    router_port, worker_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lobstah_core", "serve", "--engine", "demo", "--router-port", str(router_port),
+         "--worker-port", str(worker_port), "--label", "attic"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "LOBSTAH_HOME": str(home)},
+    )
+    try:
+        assert process.stdout is not None
+        banner = "".join(process.stdout.readline() for _ in range(5))
+        assert f"http://127.0.0.1:{router_port}/v1" in banner and "advertise  off" in banner and "sync       off" in banner
+        assert httpx.get(f"http://127.0.0.1:{worker_port}/").text == "lobstah-worker"
+        assert httpx.get(f"http://127.0.0.1:{router_port}/").text == "lobstah-router"
+        worker_pubkey = httpx.get(f"http://127.0.0.1:{worker_port}/pubkey").json()["pubkey"]
+        subprocess.run([sys.executable, "-m", "lobstah_core", "peers", "add", worker_pubkey, f"http://127.0.0.1:{worker_port}", "attic"],
+                       env={**os.environ, "LOBSTAH_HOME": str(home)}, check=True, capture_output=True)
+        for _ in range(50):
+            reply = httpx.post(f"http://127.0.0.1:{router_port}/v1/chat/completions",
+                               json={"model": "demo-fast", "messages": [{"role": "user", "content": "hi"}]}, timeout=10)
+            if reply.status_code == 200:
+                break
+            time.sleep(0.2)
+        assert reply.status_code == 200
+        time.sleep(0.5)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=20)
+    assert process.returncode == 0 and "Traceback" not in err, err
+    assert "← earned" in out and "→ spent" in out and out.rstrip().endswith("shutting down")
+
+
+def test_serve_demo_and_bad_flags(cli: Run) -> None:
+    demo = cli("serve", "--demo", "--seconds", "3")
+    assert demo.returncode == 0 and "lobstah demo grid" in demo.stdout and "→ spent" in demo.stdout
+    assert_clean_failure(cli("serve", "--engine", "demo", "--announce-to", "http://127.0.0.1:1"), "--announce-url")
+    assert_clean_failure(cli("serve", "--engine", "demo", "--router-port", str(free_port()), "--worker-port", str(free_port()),
+                             "--sync", "--seconds", "1"), "tracker or a Nostr relay")
