@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo serve bench bench-quick clean
+.PHONY: test demo serve bench screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/worker.py
 	$(BIN)/python bench/router.py
 	$(BIN)/python bench/tracker.py
+
+# The dashboard on the demo grid, rendered to SVG for the README.
+screenshots: $(STAMP)
+	$(BIN)/python screenshots/render.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -94,6 +94,8 @@ class RouterSettings(BaseModel):
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=300.0, gt=0)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    #: How long a peer that failed twice in a row is left out (WIRE.md: 30 s).
+    exclusion_seconds: float = Field(default=30.0, gt=0)
 
 
 class AdvertiseSettings(BaseModel):

@@ -25,11 +25,12 @@ from aiohttp import web
 from .config import RouterSettings, WorkerSettings
 from .engines.demo import DemoEngine
 from .event_log import describe
-from .events import Event, EventBus
+from .events import Event
 from .http import RunningServer, wait_for_shutdown
+from .identity_file import load_or_create_identity
+from .node import Node, NodeSettings
 from .protocol.identity import Identity
 from .router.app import ROUTER
-from .router.app import create_app as create_router
 from .router.peers import Peer, PeerStore
 from .worker.app import create_app as create_worker
 
@@ -76,17 +77,27 @@ def dropping_middleware(rate: float, rng: random.Random) -> Any:
 
 
 class DemoGrid:
-    """Workers and a router on free loopback ports, sharing one event bus."""
+    """Demo workers on free loopback ports, and a :class:`Node` whose router uses them."""
 
-    def __init__(self, root: Path, workers: tuple[DemoWorker, ...] = DEMO_WORKERS, seed: int = 7) -> None:
+    def __init__(
+        self, root: Path, workers: tuple[DemoWorker, ...] = DEMO_WORKERS, seed: int = 7, exclusion_seconds: float = 30.0
+    ) -> None:
         self.root = root
         self.workers = workers
-        self.bus = EventBus()
-        self.router_identity = Identity.generate()
         self.labels: dict[str, str] = {}
         self._servers: list[RunningServer] = []
         self._rng = random.Random(seed)
-        self.router: RunningServer | None = None
+        identity_path = root / "router" / "identity.json"
+        self.node = Node(
+            NodeSettings(router=RouterSettings(port=0, capacity_interval=5, exclusion_seconds=exclusion_seconds), worker=None),
+            load_or_create_identity(identity_path), identity_path, root / "router",
+        )
+        self.bus = self.node.bus
+        self.router_identity = self.node.identity
+
+    @property
+    def router(self) -> RunningServer | None:
+        return self.node.router
 
     async def start(self) -> RunningServer:
         """Start every worker, then the router over them; returns the router."""
@@ -103,10 +114,9 @@ class DemoGrid:
             self._servers.append(server)
             store.add(Peer(pubkey=identity.pubkey, url=server.url, label=spec.label))
             self.labels[identity.pubkey] = spec.label
-        app = create_router(RouterSettings(port=0, capacity_interval=5), self.router_identity, self.root / "router", bus=self.bus)
-        self.router = await RunningServer(app, "127.0.0.1", 0, "demo router").start()
-        self._servers.append(self.router)
-        return self.router
+        await self.node.start()
+        assert self.node.router is not None
+        return self.node.router
 
     def router_state(self) -> Any:
         """The running router's shared state (ledger, directory, receipts)."""
@@ -114,6 +124,7 @@ class DemoGrid:
         return self.router.runner.app[ROUTER]
 
     async def stop(self) -> None:
+        await self.node.stop()
         for server in reversed(self._servers):
             await server.stop()
 

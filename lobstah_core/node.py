@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 from pydantic import BaseModel
 
 from .clock import wall_clock_ms
@@ -20,6 +22,7 @@ from .config import AdvertiseSettings, RouterSettings, WorkerSettings
 from .discovery.advertiser import Advertiser, Channel, NostrChannel, TrackerChannel
 from .discovery.periodic_sync import PeriodicSync
 from .engines import EngineName, build_engine
+from .errors import LobstahError
 from .events import EventBus
 from .http import RunningServer
 from .identity_file import load_or_create_nostr_secret
@@ -217,6 +220,31 @@ class Node:
             sync=(self.sync.running, self.sync.last_result),
             rejected=rejected,
         )
+
+    async def chat_stream(self, model: str, prompt: str) -> AsyncIterator[str]:
+        """Send a test prompt through this node's router and yield the text as it streams.
+
+        Raises:
+            LobstahError: the router refused it (no peers, no capable peer, all failed).
+        """
+        if self.router is None:
+            raise LobstahError("this node runs no router")
+        body = {"model": model, "stream": True, "messages": [{"role": "user", "content": prompt}]}
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{self.router.url}/v1/chat/completions", json=body) as response:
+                if response.status != 200:
+                    error = (await response.json(content_type=None)).get("error", {})
+                    raise LobstahError(error.get("message") or f"router answered {response.status}")
+                async for line in response.content:
+                    if not line.startswith(b"data: ") or line.strip() == b"data: [DONE]":
+                        continue
+                    chunk = json.loads(line[6:])
+                    if "error" in chunk:
+                        raise LobstahError(chunk["error"].get("message", "the stream failed"))
+                    for choice in chunk.get("choices", []):
+                        text = choice.get("delta", {}).get("content")
+                        if text:
+                            yield text
 
     async def _start_advertising(self) -> None:
         advertise, worker = self.settings.advertise, self.worker

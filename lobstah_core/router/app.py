@@ -83,7 +83,7 @@ def create_app(
         peer_transport = transport or AiohttpTransport(settings.connect_timeout, settings.read_timeout)
         ledger = Ledger(home / "ledger.sqlite3")
         writer = LedgerWriter(ledger)
-        health = HealthBook(events, clock_ms)
+        health = HealthBook(events, clock_ms, exclusion_ms=int(settings.exclusion_seconds * 1000))
         directory = PeerDirectory(
             PeerStore(home / "peers.json"), health, peer_transport, events, clock_ms,
             interval=settings.capacity_interval, probe_timeout=settings.probe_timeout,

@@ -1,0 +1,1 @@
+"""lobstah_tui: the Textual dashboard of a Lobstah node (``lobstah-tui``)."""

@@ -1,0 +1,27 @@
+"""Textual messages the app's panels react to, adapted from the core's events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+from lobstah_core.events import Event
+from lobstah_core.node import NodeSnapshot
+
+
+@dataclass
+class GridEvent(Message):
+    """Something happened on the grid (one core event)."""
+
+    event: Event
+
+
+@dataclass
+class SnapshotReady(Message):
+    """A fresh snapshot of the node. Only the newest one matters, so they coalesce."""
+
+    snapshot: NodeSnapshot
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, SnapshotReady)

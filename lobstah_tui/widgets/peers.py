@@ -1,0 +1,46 @@
+"""Peers: who the router can call, their state (excluded ones count down), load and latency."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable
+
+from lobstah_core.node import NodeSnapshot, PeerView
+
+# State first: it is what an operator scans for; the long URL comes last.
+COLUMNS = ("peer", "state", "fails", "queue", "in flight", "latency", "tier", "models", "pubkey", "url")
+
+
+class PeersPanel(DataTable):
+    """A table with one row per peer, refreshed from each snapshot."""
+
+    def on_mount(self) -> None:
+        self.border_title = "Peers"
+        self.cursor_type = "row"
+        self.add_columns(*COLUMNS)
+
+    def show(self, snapshot: NodeSnapshot, now_ms: int) -> None:
+        self.clear()
+        for peer in snapshot.peers:
+            self.add_row(*row(peer, now_ms), key=peer.pubkey)
+        self.border_subtitle = f"{len(snapshot.peers)} peers"
+
+
+def row(peer: PeerView, now_ms: int) -> tuple[str, ...]:
+    if peer.state == "excluded":
+        seconds = max(0, (peer.excluded_until - now_ms + 999) // 1000)
+        state = f"[red]excluded {seconds}s[/]"
+    else:
+        state = "[green]healthy[/]"
+    latency = f"{peer.ttfb_ms:.0f} ms" if peer.ttfb_ms is not None else "-"
+    return (
+        peer.label or "-",
+        state,
+        str(peer.consecutive_failures),
+        "-" if peer.queue_depth is None else str(peer.queue_depth),
+        str(peer.in_flight),
+        latency,
+        peer.tier or "-",
+        ", ".join(peer.models) or "-",
+        peer.pubkey[4:16],
+        peer.url,
+    )
