@@ -16,10 +16,10 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# The demo grid, headless until the TUI lands: three demo workers (one flaky) behind a
-# router, with traffic, in a scratch directory. Ctrl-C stops it.
+# The dashboard on the demo grid: three demo workers (one flaky) behind a router, with live
+# traffic, in a scratch directory; q quits. Headless: lobstah-core serve --demo.
 demo: $(STAMP)
-	$(BIN)/lobstah-core serve --demo
+	$(BIN)/lobstah-tui --demo
 
 # This machine as a node of the grid: router on 17475, worker (Ollama) on 17474.
 serve: $(STAMP)

@@ -25,6 +25,7 @@ __all__ = [
     "CapacityChanged",
     "EventBus",
     "event_to_json",
+    "event_from_json",
 ]
 
 
@@ -112,6 +113,25 @@ class CapacityChanged(Event):
 def event_to_json(event: Event) -> dict[str, Any]:
     """The JSON form of an event: ``{"kind": ..., field: value, ...}``."""
     return {"kind": event.kind, **dataclasses.asdict(event)}
+
+
+_KINDS: dict[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (ReceiptAccepted, ReceiptIssued, ReceiptRejected, PeerFailed, PeerExcluded, PeerReadmitted, CapacityChanged)
+}
+
+
+def event_from_json(body: dict[str, Any]) -> Event | None:
+    """The event a JSON form describes (``None`` for kinds this version does not know)."""
+    cls = _KINDS.get(body.get("kind", ""))
+    if cls is None:
+        return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in body.items() if k in names}
+    try:
+        return cls(**fields)
+    except TypeError:
+        return None
 
 
 class EventBus:

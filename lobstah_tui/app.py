@@ -21,6 +21,7 @@ from lobstah_core.demo import DemoGrid
 from lobstah_core.errors import LobstahError
 from lobstah_core.identity_file import load_or_create_identity
 from lobstah_core.node import EngineSettings, Node, NodeSettings
+from lobstah_core.remote import RemoteNode
 
 from .messages import GridEvent, SnapshotReady
 from .widgets.balance import BalancePanel
@@ -44,7 +45,7 @@ class LobstahApp(App[None]):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, node: Node, demo: DemoGrid | None = None, model: str = "demo-fast") -> None:
+    def __init__(self, node: Node | RemoteNode, demo: DemoGrid | None = None, model: str = "demo-fast") -> None:
         super().__init__()
         self.node, self.demo, self.model = node, demo, model
         self.labels: dict[str, str] = dict(demo.labels) if demo else {}
@@ -143,13 +144,29 @@ class LobstahApp(App[None]):
             panel.fail(exc.message)
 
 
+def check_router(url: str) -> None:
+    """Fail early, in one line, when nothing Lobstah answers at ``url``."""
+    import httpx
+
+    try:
+        httpx.get(url.rstrip("/") + "/pubkey", timeout=5).json()["pubkey"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        raise LobstahError(f"no Lobstah router answers at {url} (start one with `lobstah-core serve`)") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lobstah-tui", description="The Lobstah grid dashboard.")
     parser.add_argument("--demo", action="store_true", help="a built-in demo grid with live traffic (scratch directory)")
     parser.add_argument("--engine", choices=["ollama", "openai", "demo"], default="ollama", help="this node's worker engine")
     parser.add_argument("--no-worker", action="store_true", help="only borrow: run the router alone")
+    parser.add_argument("--attach", metavar="URL", help="watch a headless node (lobstah-core serve) via its router URL")
+    parser.add_argument("--model", help="model for the prompt box (default: demo-fast with demo engines)")
     args = parser.parse_args(argv)
     try:
+        if args.attach:
+            check_router(args.attach)
+            LobstahApp(RemoteNode(args.attach), model=args.model or "demo-fast").run()
+            return 0
         if args.demo:
             scratch = Path(tempfile.mkdtemp(prefix="lobstah-tui-demo-"))
             demo = DemoGrid(scratch)
@@ -162,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                          engine=EngineSettings(name=args.engine)),
             identity, settings.identity_path, settings.home,
         )
-        LobstahApp(node, model="demo-fast" if args.engine == "demo" else "llama3.2:3b").run()
+        LobstahApp(node, model=args.model or ("demo-fast" if args.engine == "demo" else "llama3.2:3b")).run()
     except LobstahError as exc:
         print(f"lobstah-tui: error: {exc.message}", file=sys.stderr)
         return 1

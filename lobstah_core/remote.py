@@ -1,0 +1,119 @@
+"""A headless node seen from another process (``lobstah-tui --attach URL``).
+
+It offers what the TUI uses of a :class:`~lobstah_core.node.Node` — an event bus, snapshots,
+test prompts — over the router's HTTP API: ``/events`` feeds the bus, ``/peers`` and
+``/balance`` make the snapshot. The switches belong to the headless node's own command line,
+so flipping them from here is refused with a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+
+from .errors import LobstahError
+from .events import EventBus, event_from_json
+from .node import NodeSnapshot, PeerView
+from .protocol.schemas import Balance
+
+__all__ = ["RemoteNode"]
+
+
+@dataclass(frozen=True)
+class _RemoteIdentity:
+    pubkey: str
+
+
+@dataclass(frozen=True)
+class _RemoteRouter:
+    url: str
+
+
+class RemoteNode:
+    """The router at ``url`` of a node running elsewhere (``lobstah-core serve``)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self.bus = EventBus()
+        self.router = _RemoteRouter(self.url)
+        self.identity = _RemoteIdentity("")
+        self._client: httpx.AsyncClient | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self.last_error: str | None = None
+
+    async def start(self) -> None:
+        """Connect: learn the node's key and start following its events.
+
+        Raises:
+            LobstahError: nothing answers at the URL.
+        """
+        self._client = httpx.AsyncClient(base_url=self.url, timeout=httpx.Timeout(10, read=None))
+        try:
+            self.identity = _RemoteIdentity((await self._client.get("/pubkey")).json()["pubkey"])
+        except (httpx.HTTPError, ValueError, KeyError):
+            await self._client.aclose()
+            raise LobstahError(f"no Lobstah router answers at {self.url}") from None
+        self._reader = asyncio.create_task(self._follow())
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def snapshot(self, recent: int = 50) -> NodeSnapshot:
+        assert self._client is not None
+        peers_body = (await self._client.get("/peers")).json()
+        balance = Balance.model_validate((await self._client.get("/balance")).json())
+        peers = tuple(
+            PeerView(
+                p["pubkey"], p.get("label"), p["url"], p.get("source", "manual"), tuple(h.get("models") or ()),
+                h.get("tier"), h["state"], h.get("excludedUntil") or 0, h.get("consecutiveFailures", 0),
+                h.get("queueDepth"), h.get("inFlight", 0), h.get("ttfbMs"),
+            )
+            for p in peers_body
+            for h in [p.get("health", {"state": "healthy"})]
+        )
+        detached = (False, "set on the headless node (lobstah-core serve --advertise / --sync)")
+        return NodeSnapshot(self.identity.pubkey, self.url, None, None, peers, None, balance, (), detached, detached)
+
+    async def set_advertise(self, on: bool) -> None:
+        raise ValueError("attached to a headless node: flip advertising there (lobstah-core serve --advertise)")
+
+    async def set_sync(self, on: bool) -> None:
+        raise ValueError("attached to a headless node: flip syncing there (lobstah-core serve --sync)")
+
+    async def chat_stream(self, model: str, prompt: str) -> AsyncIterator[str]:
+        assert self._client is not None
+        body = {"model": model, "stream": True, "messages": [{"role": "user", "content": prompt}]}
+        async with self._client.stream("POST", "/v1/chat/completions", json=body) as response:
+            if response.status_code != 200:
+                await response.aread()
+                raise LobstahError(response.json().get("error", {}).get("message", f"router answered {response.status_code}"))
+            async for line in response.aiter_lines():
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    for choice in json.loads(line[6:]).get("choices", []):
+                        if choice.get("delta", {}).get("content"):
+                            yield choice["delta"]["content"]
+
+    async def _follow(self) -> None:
+        assert self._client is not None
+        while True:
+            try:
+                async with self._client.stream("GET", "/events") as response:
+                    self.last_error = None
+                    async for line in response.aiter_lines():
+                        if line.startswith("data: "):
+                            event = event_from_json(json.loads(line[6:]))
+                            if event is not None:
+                                self.bus.publish(event)
+            except (httpx.HTTPError, ValueError) as exc:
+                self.last_error = str(exc) or type(exc).__name__
+            await asyncio.sleep(1.0)  # the node restarted or the network blinked: reconnect
