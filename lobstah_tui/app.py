@@ -72,7 +72,7 @@ class LobstahApp(App[None]):
             await self.node.start()
         router = self.node.router.url if self.node.router else "no router"
         self.query_one("#identity", Static).update(Text.assemble(
-            "node ", (self.node.identity.pubkey, "bold"), "   OpenAI endpoint ", (f"{router}/v1", "bold"),
+            "node ", (f"{self.node.identity.pubkey[:16]}…", "bold"), "  OpenAI endpoint ", (f"{router}/v1", "bold"),
         ))
         self.set_interval(1.0, self.refresh_snapshot)
         self.refresh_snapshot()
