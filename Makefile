@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/worker.py
 	$(BIN)/python bench/router.py
 	$(BIN)/python bench/tracker.py
+	$(BIN)/python bench/tui.py
 
 # The dashboard on the demo grid, rendered to SVG for the README.
 screenshots: $(STAMP)

@@ -34,7 +34,8 @@ class BalancePanel(Vertical):
         mine = snapshot.balance.self
         if not self.earned:  # start the curves from what the ledger already holds
             self.earned, self.spent = [mine.earned], [mine.spent]
-            self._plot()
+        # Redrawn once a snapshot (1 Hz), not per receipt: at 200 receipts/s that is the cost.
+        self._plot()
         self.query_one("#balance-figures", Static).update(Text.assemble(
             "earned ", (f"{mine.earned:,}", "green"), "   spent ", (f"{mine.spent:,}", "yellow"),
             "\nnet ", f"{mine.net:+,}", "   available ", (f"{mine.available:,}", "bold"),
@@ -51,7 +52,6 @@ class BalancePanel(Vertical):
             spent += credit
         self.earned = (self.earned + [earned])[-HISTORY:]
         self.spent = (self.spent + [spent])[-HISTORY:]
-        self._plot()
 
     def _plot(self) -> None:
         plot = self.query_one("#balance-plot", PlotextPlot)

@@ -19,9 +19,17 @@ class PeersPanel(DataTable):
         self.add_columns(*COLUMNS)
 
     def show(self, snapshot: NodeSnapshot, now_ms: int) -> None:
-        self.clear()
-        for peer in snapshot.peers:
-            self.add_row(*row(peer, now_ms), key=peer.pubkey)
+        rows = {peer.pubkey: row(peer, now_ms) for peer in snapshot.peers}
+        if set(rows) != {key.value for key in self.rows}:
+            self.clear()
+            for pubkey, cells in rows.items():
+                self.add_row(*cells, key=pubkey)
+        else:
+            # Same peers: touch only the cells that changed (countdowns, load, latency).
+            for pubkey, cells in rows.items():
+                for column, (old, new) in enumerate(zip(self.get_row(pubkey), cells, strict=True)):
+                    if old != new:
+                        self.update_cell_at((self.get_row_index(pubkey), column), new)
         self.border_subtitle = f"{len(snapshot.peers)} peers"
 
 

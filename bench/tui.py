@@ -1,0 +1,94 @@
+"""Dashboard benchmark: 1,000 peers and 200 receipts/s through the bus, for 10 s.
+
+    python bench/tui.py [--peers 1000] [--rate 200] [--seconds 10] [--json]
+
+A real Node (router only) holds the peers (their URLs lead nowhere, so its background probes
+fail fast, as they would for dead peers); the app runs headless at 120x40. Latency is measured
+from publishing an event on the bus to the receipts panel having written it (the next frame
+paints it). CPU is this process's CPU time over wall time: the app, the node and the feeder.
+Targets (issue 6): event to screen < 100 ms; CPU < 0.5 core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lobstah_core.config import RouterSettings
+from lobstah_core.events import ReceiptAccepted
+from lobstah_core.identity_file import load_or_create_identity
+from lobstah_core.node import Node, NodeSettings
+from lobstah_core.protocol import Identity
+from lobstah_core.router.peers import Peer, PeerStore
+from lobstah_tui.app import LobstahApp
+from lobstah_tui.widgets.receipts import ReceiptsPanel
+
+
+async def run(peers: int, rate: float, seconds: float) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as scratch:
+        home = Path(scratch)
+        pubkeys = [Identity.from_seed(n.to_bytes(32, "big")).pubkey for n in range(1, peers + 1)]
+        PeerStore(home / "peers.json").save(
+            [Peer(pubkey=p, url=f"http://127.0.0.1:9/{n}", label=f"peer-{n}") for n, p in enumerate(pubkeys)])
+        identity = load_or_create_identity(home / "identity.json")
+        node = Node(NodeSettings(router=RouterSettings(port=0), worker=None), identity, home / "identity.json", home)
+        app = LobstahApp(node)
+        latencies: list[float] = []
+        published: dict[str, float] = {}
+        panel_add = ReceiptsPanel.add
+
+        def timed_add(panel: ReceiptsPanel, event, labels) -> None:  # type: ignore[no-untyped-def]
+            panel_add(panel, event, labels)
+            sent = published.pop(getattr(event, "nonce", ""), None)
+            if sent is not None:
+                latencies.append(time.perf_counter() - sent)
+
+        ReceiptsPanel.add = timed_add  # type: ignore[method-assign]
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause(2)  # the node is up and the first snapshot painted
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            count = int(rate * seconds)
+            for n in range(count):
+                nonce = f"{n:032x}"
+                published[nonce] = time.perf_counter()
+                node.bus.publish(ReceiptAccepted(int(time.time() * 1000), pubkeys[n % peers], "demo-fast", 10, 20, nonce))
+                delay = wall0 + (n + 1) / rate - time.perf_counter()
+                await asyncio.sleep(max(delay, 0))
+            await pilot.pause(0.5)
+            cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+        ReceiptsPanel.add = panel_add  # type: ignore[method-assign]
+    latencies.sort()
+    return {
+        "events": count,
+        "seen": len(latencies),
+        "latency_p50_ms": round(statistics.median(latencies) * 1000, 1),
+        "latency_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1),
+        "cpu_cores": round(cpu, 2),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--peers", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    figures = asyncio.run(run(args.peers, args.rate, args.seconds))
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        print(f"{figures['seen']}/{figures['events']} receipts shown; event to panel p50 {figures['latency_p50_ms']} ms, "
+              f"p99 {figures['latency_p99_ms']} ms (target < 100 ms)")
+        print(f"CPU {figures['cpu_cores']} cores (target < 0.5) with {args.peers} peers at {args.rate:.0f} receipts/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
