@@ -9,7 +9,6 @@ so flipping them from here is refused with a reason.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from .errors import LobstahError
 from .events import EventBus, event_from_json
 from .node import NodeSnapshot, PeerView
 from .protocol.schemas import Balance
+from .tasks import cancel_and_wait
 
 __all__ = ["RemoteNode"]
 
@@ -61,10 +61,7 @@ class RemoteNode:
         self._reader = asyncio.create_task(self._follow())
 
     async def stop(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        await cancel_and_wait(self._reader)
         if self._client is not None:
             await self._client.aclose()
 

@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ROUTER_PORT, Settings
-from ..openclaw import PROVIDER, default_config_path, lobstah_provider, merge_provider, write_config
+from ..openclaw import (
+    PROVIDER,
+    default_config_path,
+    lobstah_provider,
+    merge_provider,
+    write_config,
+)
 from .common import CliError, add_command
 
 

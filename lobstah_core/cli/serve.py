@@ -10,14 +10,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..config import ROUTER_PORT, WORKER_PORT, AdvertiseSettings, RouterSettings, Settings, WorkerSettings
+from ..config import (
+    ROUTER_PORT,
+    WORKER_PORT,
+    RouterSettings,
+    Settings,
+    WorkerSettings,
+)
 from ..demo import run_demo
-from ..discovery.nostr_relay import DEFAULT_RELAYS
 from ..event_log import describe
 from ..http import wait_for_shutdown
 from ..identity_file import load_or_create_identity
 from ..node import EngineSettings, Node, NodeSettings, SyncSettings
-from ..protocol.url_safety import peer_url_host
+from .advertise import add_advertise_flags, advertise_settings
 from .common import CliError, add_command, first_line
 
 
@@ -30,10 +35,7 @@ def register(commands: Any) -> None:
     serve.add_argument("--router-port", type=int, default=ROUTER_PORT)
     serve.add_argument("--worker-port", type=int, default=WORKER_PORT)
     serve.add_argument("--label", help="this worker's name in peer lists")
-    serve.add_argument("--announce-to", metavar="TRACKER", help="where the advertise switch announces the worker")
-    serve.add_argument("--publish-via-nostr", action="store_true", help="the advertise switch also publishes on Nostr")
-    serve.add_argument("--nostr-relay", action="append", dest="nostr_relays", metavar="URL")
-    serve.add_argument("--announce-url", metavar="URL", help="the URL peers use to reach this worker")
+    add_advertise_flags(serve)
     serve.add_argument("--advertise", action=argparse.BooleanOptionalAction, default=None,
                        help="turn the advertise switch on or off (remembered; default: as last time, off at first)")
     serve.add_argument("--sync-from", action="append", default=[], metavar="TRACKER", help="tracker to sync peers from")
@@ -53,7 +55,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             router=RouterSettings(port=args.router_port),
             worker=WorkerSettings(port=args.worker_port, label=args.label) if args.worker else None,
             engine=EngineSettings(name=args.engine, upstream=args.upstream),
-            advertise=_advertise(args),
+            advertise=advertise_settings(args),
             sync=SyncSettings(trackers=args.sync_from, relays=args.sync_relay),
         )
     except (ValidationError, ValueError) as exc:
@@ -67,16 +69,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         raise CliError(str(exc)) from None
     return 0
-
-
-def _advertise(args: argparse.Namespace) -> AdvertiseSettings | None:
-    if not (args.announce_to or args.publish_via_nostr):
-        return None
-    if not args.announce_url:
-        raise ValueError("advertising needs --announce-url URL: the address peers will call")
-    peer_url_host(args.announce_url)
-    relays = (args.nostr_relays or list(DEFAULT_RELAYS)) if args.publish_via_nostr else []
-    return AdvertiseSettings(tracker_url=args.announce_to, nostr_relays=relays, announce_url=args.announce_url, label=args.label)
 
 
 async def _serve(node: Node, args: argparse.Namespace) -> None:

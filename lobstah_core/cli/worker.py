@@ -8,12 +8,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..config import AdvertiseSettings, Settings, WorkerSettings
-from ..discovery.nostr_relay import DEFAULT_RELAYS
+from ..config import Settings, WorkerSettings
 from ..engines import build_engine
 from ..identity_file import load_or_create_identity
-from ..protocol.url_safety import peer_url_host
 from ..worker.run import run_worker
+from .advertise import add_advertise_flags, advertise_settings
 from .common import CliError, add_command, first_line
 
 
@@ -41,13 +40,7 @@ def register(commands: Any) -> None:
                        help="serve requesters whatever their credit (friends-only grid)")
     start.add_argument("--require-signed-requests", action="store_true",
                        help="refuse requests without a valid x-lobstah-signature")
-    start.add_argument("--announce-to", metavar="TRACKER", help="advertise this worker on a tracker (opt-in)")
-    start.add_argument("--announce-url", metavar="URL", help="the URL peers should use to reach this worker")
-    start.add_argument("--announce-label", metavar="LABEL", help="label in the announcement (default --label)")
-    start.add_argument("--announce-ttl", type=int, default=300, metavar="S", help="announcement TTL (default %(default)s)")
-    start.add_argument("--publish-via-nostr", action="store_true", help="advertise this worker on Nostr relays (opt-in)")
-    start.add_argument("--nostr-relay", action="append", dest="nostr_relays", metavar="URL",
-                       help="relay to publish on (repeatable; default: the grid's default relays)")
+    add_advertise_flags(start)
     start.add_argument("--demo-delay", type=float, default=0.2, metavar="S",
                        help="demo engine: seconds to the first token (default %(default)s)")
     start.add_argument("--demo-tps", type=float, default=40.0, metavar="N",
@@ -78,7 +71,7 @@ def cmd_worker_start(args: argparse.Namespace, settings: Settings) -> int:
             tokens_per_second=args.demo_tps,
             reply_tokens=args.demo_reply_tokens,
         )
-        advertise = _advertise_settings(args)
+        advertise = advertise_settings(args)
     except (ValidationError, ValueError) as exc:
         raise CliError(first_line(exc)) from None
     identity = load_or_create_identity(settings.identity_path)
@@ -88,15 +81,3 @@ def cmd_worker_start(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     return 0
 
-
-def _advertise_settings(args: argparse.Namespace) -> AdvertiseSettings | None:
-    if args.announce_to is None and not args.publish_via_nostr:
-        if args.announce_url:
-            raise ValueError("--announce-url needs --announce-to TRACKER or --publish-via-nostr")
-        return None
-    if not args.announce_url:
-        raise ValueError("advertising needs --announce-url URL: the address peers will call")
-    peer_url_host(args.announce_url)
-    relays = (args.nostr_relays or list(DEFAULT_RELAYS)) if args.publish_via_nostr else []
-    return AdvertiseSettings(tracker_url=args.announce_to, nostr_relays=relays, announce_url=args.announce_url,
-                             label=args.announce_label, ttl_seconds=args.announce_ttl)

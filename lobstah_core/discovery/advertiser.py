@@ -5,7 +5,6 @@ heartbeat and hands it to every channel."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
@@ -13,9 +12,15 @@ from typing import Protocol
 import aiohttp
 
 from ..errors import LobstahError
-from ..protocol.announcements import Announcement, SignedAnnouncement, sign_announcement, sign_unannounce
+from ..protocol.announcements import (
+    Announcement,
+    SignedAnnouncement,
+    sign_announcement,
+    sign_unannounce,
+)
 from ..protocol.identity import Identity
 from ..protocol.nostr import announcement_event, withdrawal_event
+from ..tasks import cancel_and_wait
 from .nostr_relay import RelayClient
 from .tracker_client import TrackerClient
 
@@ -115,11 +120,8 @@ class Advertiser:
 
     async def stop(self) -> None:
         """Stop the heartbeat and withdraw the announcement everywhere."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._session is None:
             return
         self.last_result = await self._each(lambda channel, session: channel.withdraw(session), "could not withdraw")

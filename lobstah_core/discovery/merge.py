@@ -12,7 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ProtocolError
-from ..protocol.announcements import SignedAnnouncement, announcement_status, verify_announcement
+from ..protocol.announcements import (
+    SignedAnnouncement,
+    announcement_status,
+    verify_announcement,
+)
 from ..protocol.url_safety import UrlPolicy, check_peer_url, peer_url_host
 from ..resolve import resolve_host
 from ..router.peers import Peer, PeerSource, PeerStore

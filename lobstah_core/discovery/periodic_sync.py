@@ -7,7 +7,6 @@ Off until started; each round merges what every source lists into the peer list,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 
 import aiohttp
@@ -15,6 +14,7 @@ import aiohttp
 from ..errors import LobstahError
 from ..protocol.url_safety import UrlPolicy
 from ..router.peers import PeerStore
+from ..tasks import cancel_and_wait
 from .gossip import gossip
 from .merge import SyncReport, merge_announcements
 from .tracker_client import TrackerClient
@@ -54,11 +54,8 @@ class PeriodicSync:
 
     async def stop(self) -> None:
         """Turn the switch off (a round in progress is abandoned)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         self.last_result = f"off ({self.last_result})" if not self.last_result.startswith("off") else self.last_result
 
     async def run_once(self) -> SyncReport:

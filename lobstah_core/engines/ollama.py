@@ -11,7 +11,13 @@ import ollama
 
 from ..errors import EngineError, ModelNotFound
 from .base import ChunkMaker, chat_completion
-from .ollama_translate import finish_reason, to_ollama_chat, to_openai_message, to_openai_tool_calls, usage_from
+from .ollama_translate import (
+    finish_reason,
+    to_ollama_chat,
+    to_openai_message,
+    to_openai_tool_calls,
+    usage_from,
+)
 
 __all__ = ["OllamaEngine", "DEFAULT_OLLAMA_HOST"]
 

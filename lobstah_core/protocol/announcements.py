@@ -12,7 +12,14 @@ from pydantic import Field, StrictInt
 
 from ..errors import MalformedMessage, StaleMessage
 from .identity import Identity, verify_signature
-from .wire import HexSignature, Pubkey, WireModel, parse_model, sign_object, verify_object
+from .wire import (
+    HexSignature,
+    Pubkey,
+    WireModel,
+    parse_model,
+    sign_object,
+    verify_object,
+)
 
 __all__ = [
     "Tier",

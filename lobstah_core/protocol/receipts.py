@@ -17,7 +17,14 @@ from pydantic import Field, StrictInt, StringConstraints
 
 from ..errors import InvalidSignature, MalformedMessage, StaleMessage
 from .identity import Identity
-from .wire import HexSignature, Pubkey, WireModel, parse_model, sign_object, verify_object
+from .wire import (
+    HexSignature,
+    Pubkey,
+    WireModel,
+    parse_model,
+    sign_object,
+    verify_object,
+)
 
 __all__ = [
     "Receipt",

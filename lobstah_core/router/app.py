@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import json
 import os
@@ -24,6 +23,7 @@ from ..ledger_writer import LedgerWriter
 from ..protocol.identity import Identity
 from ..protocol.schemas import ChatCompletionRequest, JobRequest, ModelCard, ModelList
 from ..protocol.url_safety import UrlPolicy
+from ..tasks import cancel_and_wait
 from .directory import PeerDirectory
 from .health import HealthBook
 from .job_map import JobMap
@@ -97,9 +97,7 @@ def create_app(
         app[ROUTER] = Router(identity, settings, events, ledger, directory, desk, proxy, jobs, clock_ms)
         background = asyncio.create_task(directory.run())
         yield
-        background.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await background
+        await cancel_and_wait(background)
         await directory.close()
         await desk.drain()
         await writer.drain()

@@ -9,7 +9,6 @@ request path only reads what is cached. The peer file is re-read when it changes
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from pydantic import ValidationError
 
 from ..events import CapacityChanged, EventBus
 from ..protocol.schemas import Capacity
+from ..tasks import cancel_and_wait
 from .health import HealthBook
 from .peers import Peer, PeerListError, PeerStore
 from .transport import PeerTransport, PeerUnreachable
@@ -118,11 +118,7 @@ class PeerDirectory:
             await asyncio.sleep(1.0)
 
     async def close(self) -> None:
-        for task in self._probes.values():
-            task.cancel()
-        for task in self._probes.values():
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*(cancel_and_wait(task) for task in self._probes.values()))
 
     async def _probe(self, peer: Peer) -> None:
         state = self.health.of(peer.pubkey)

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from ..clock import wall_clock_ms
 from ..errors import InvalidJson
 from ..http import MAX_BODY, error_middleware, read_body
-from ..clock import wall_clock_ms
 from .registry import Limits, Registry
 
 __all__ = ["create_app", "REGISTRY"]

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from aiohttp import web
 
+from ..clock import wall_clock_ms
 from ..config import WorkerSettings
 from ..engines.base import WorkerEngine
 from ..errors import NotCancellable, NotFound, Overloaded
@@ -16,11 +17,16 @@ from ..events import EventBus
 from ..http import MAX_BODY, error_middleware, json_response, parse_body, read_body
 from ..ledger import Ledger
 from ..protocol.identity import Identity
-from ..protocol.schemas import ChatCompletionRequest, JobAccepted, JobRequest, ModelCard, ModelList
+from ..protocol.schemas import (
+    ChatCompletionRequest,
+    JobAccepted,
+    JobRequest,
+    ModelCard,
+    ModelList,
+)
 from .chat import plain_completion, streamed_completion
 from .job_store import JobStore
 from .jobs import JobRunner
-from ..clock import wall_clock_ms
 from .service import WorkerService
 
 __all__ = ["create_app", "SERVICE", "JOBS"]

@@ -7,11 +7,11 @@ claims the oldest queued job, so a job is ``running`` exactly while the engine w
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from ..engines.base import usage_of
 from ..errors import EngineError, LobstahError
+from ..tasks import cancel_and_wait
 from .job_store import ClaimedJob, JobStore
 from .service import WorkerService
 
@@ -41,11 +41,7 @@ class JobRunner:
 
     async def stop(self) -> None:
         """Stop dispatching; jobs still running are cancelled (and marked on next start)."""
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*(cancel_and_wait(task) for task in list(self._tasks)))
 
     def notify(self) -> None:
         """A job was queued: wake the dispatcher."""

@@ -15,8 +15,14 @@ from dataclasses import dataclass, field
 from ..clock import wall_clock_ms
 from ..config import WorkerSettings
 from ..engines.base import Usage, WorkerEngine
+from ..errors import (
+    EngineError,
+    InsufficientCredit,
+    ModelNotFound,
+    ProtocolError,
+    Unauthorized,
+)
 from ..events import EventBus, ReceiptIssued
-from ..errors import EngineError, InsufficientCredit, ModelNotFound, ProtocolError, Unauthorized
 from ..ledger import Ledger
 from ..ledger_writer import LedgerWriter
 from ..protocol.identity import Identity
