@@ -187,9 +187,9 @@ def main(argv: list[str] | None = None) -> int:
             LobstahApp(RemoteNode(args.attach), model=args.model or "demo-fast").run()
             return 0
         if args.demo:
-            scratch = Path(tempfile.mkdtemp(prefix="lobstah-tui-demo-"))
-            demo = DemoGrid(scratch)
-            LobstahApp(demo.node, demo).run()
+            with tempfile.TemporaryDirectory(prefix="lobstah-tui-demo-") as scratch:
+                demo = DemoGrid(Path(scratch))
+                LobstahApp(demo.node, demo).run()
             return 0
         settings = Settings.from_env(os.environ)
         identity = load_or_create_identity(settings.identity_path)
