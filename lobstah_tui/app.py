@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.text import Text
@@ -49,9 +50,17 @@ class LobstahApp(App[None]):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, node: Node | RemoteNode, demo: DemoGrid | None = None, model: str = "demo-fast") -> None:
+    def __init__(
+        self,
+        node: Node | RemoteNode,
+        demo: DemoGrid | None = None,
+        model: str = "demo-fast",
+        clock_ms: Callable[[], int] = wall_clock_ms,
+    ) -> None:
         super().__init__()
         self.node, self.demo, self.model = node, demo, model
+        #: The clock exclusion countdowns are read against (fixed in snapshot tests).
+        self.clock_ms = clock_ms
         self.labels: dict[str, str] = dict(demo.labels) if demo else {}
         self._arrived: list[Event] = []
 
@@ -122,7 +131,7 @@ class LobstahApp(App[None]):
         for peer in snapshot.peers:
             if peer.label:
                 self.labels.setdefault(peer.pubkey, peer.label)
-        self.query_one(PeersPanel).show(snapshot, wall_clock_ms())
+        self.query_one(PeersPanel).show(snapshot, self.clock_ms())
         self.query_one(BalancePanel).show(snapshot)
         self.query_one(SwitchesPanel).show(snapshot)
 

@@ -23,11 +23,11 @@ def describe_receipt(event: Event, labels: dict[str, str]) -> str | None:
     clock = time.strftime("%H:%M:%S", time.localtime(event.at / 1000))
     if isinstance(event, ReceiptAccepted):
         who = labels.get(event.peer, event.peer[4:16])
-        return f"{clock} [yellow]→ spent [/] {who:<10} {event.model:<11} {event.input_tokens:>4} in {event.output_tokens:>4} out"
+        return f"{clock} [yellow]→ spent  [/]{who:<10} {event.model:<11} {event.input_tokens:>4} in {event.output_tokens:>4} out"
     if isinstance(event, ReceiptIssued):
         who = labels.get(event.requester, event.requester[4:16])
-        return f"{clock} [green]← earned[/] {who:<10} {event.model:<11} {event.input_tokens:>4} in {event.output_tokens:>4} out"
+        return f"{clock} [green]← earned [/]{who:<10} {event.model:<11} {event.input_tokens:>4} in {event.output_tokens:>4} out"
     if isinstance(event, ReceiptRejected):
         who = labels.get(event.peer, event.peer[4:16])
-        return f"{clock} [bold red]✗ rejected[/] {who:<10} {event.reason}: {event.message}"
+        return f"{clock} [bold red]✗ rejected [/]{who:<10} {event.reason}: {event.message}"
     return None
