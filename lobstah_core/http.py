@@ -32,7 +32,6 @@ __all__ = [
     "read_body",
     "parse_json",
     "parse_body",
-    "read_model",
     "json_response",
     "start_site",
     "RunningServer",
@@ -120,11 +119,6 @@ def parse_body(raw: bytes, model_type: type[M]) -> M:
         return model_type.model_validate(body)
     except ValidationError as exc:
         raise RequestError(describe_validation_error(exc)) from None
-
-
-async def read_model(request: web.Request, model_type: type[M]) -> M:
-    """Read and validate a JSON request body as ``model_type``."""
-    return parse_body(await read_body(request), model_type)
 
 
 def json_response(model: BaseModel | dict[str, Any] | list[Any], status: int = 200, **kwargs: Any) -> web.Response:
