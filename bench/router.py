@@ -1,7 +1,7 @@
 """Router benchmark: direct to a worker, through a bare aiohttp pass-through proxy (the floor of
 this stack), and through our router, measured side by side in one run.
 
-    python bench/router.py [--requests 300] [--seconds 5] [--json]
+    python bench/router.py [--requests 1000] [--seconds 5] [--json]
 
 One demo worker (zero delay) serves everything; each path runs in its own process and this
 process generates the load. Reported: added latency over direct (p50) at concurrency 1,
@@ -10,12 +10,19 @@ noisy tails says little); throughput at concurrency 32. Targets (issue 4):
 router overhead <= 1.3x the bare proxy's; router throughput >= 0.8x the bare proxy's.
 The router does strictly more than the bare proxy: it picks a peer, signs the request, verifies
 the Ed25519 receipt and writes it to its ledger.
+
+Every path reaches the worker with a signed request ([ext] request signing), so the worker does
+the same work on all three and the comparison is of the middle alone: direct and bare-proxy
+requests are signed by this process with the router's identity before their clock starts (the
+bare proxy passes the headers through); router requests go out unsigned and the router signs
+them on its own time.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -23,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -30,6 +38,8 @@ from _harness import free_port, seed_credit, start
 
 from lobstah_core.identity_file import load_or_create_identity
 from lobstah_core.ledger import Ledger
+from lobstah_core.protocol import Identity
+from lobstah_core.protocol.request_signing import sign_request
 from lobstah_core.router.peers import Peer, PeerStore
 
 BARE_PROXY = """
@@ -43,7 +53,7 @@ async def session_ctx(app):
     await app["session"].close()
 async def forward(request):
     body = await request.read()
-    headers = {"Content-Type": "application/json", "x-lobstah-requester": request.headers.get("x-lobstah-requester", "")}
+    headers = {name: value for name, value in request.headers.items() if name.lower().startswith(("content-type", "x-lobstah-"))}
     async with request.app["session"].post(UPSTREAM + request.path, data=body, headers=headers) as upstream:
         response = web.StreamResponse(status=upstream.status, headers={"Content-Type": upstream.headers.get("Content-Type", "application/json")})
         await response.prepare(request)
@@ -58,23 +68,30 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
 """
 
 CHAT = {"model": "demo-fast", "messages": [{"role": "user", "content": "benchmark the router"}], "max_tokens": 16}
+PATH = "/v1/chat/completions"
 
 
+@dataclass(frozen=True)
+class Target:
+    url: str
+    #: Signs direct and bare-proxy requests as the router would; ``None``: the router signs.
+    signer: Identity | None = None
+
+    def request(self, stream: bool) -> tuple[bytes, dict[str, str]]:
+        body = json.dumps({**CHAT, "stream": stream}).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.signer is not None:
+            headers.update(sign_request(self.signer, "POST", PATH, body, int(time.time() * 1000)))
+        return body, headers
 
 
-
-
-#: Direct and bare-proxy requests name the router's identity (unsigned), so the worker's credit
-#: check treats all three paths alike; the router ignores the header and signs its own.
-HEADERS: dict[str, str] = {}
-
-
-async def one(session: aiohttp.ClientSession, url: str, stream: bool) -> tuple[float, float]:
+async def one(session: aiohttp.ClientSession, target: Target, stream: bool) -> tuple[float, float]:
     """(seconds to the first body byte, seconds in all) for one completion."""
+    body, headers = target.request(stream)
     started = time.perf_counter()
-    async with session.post(url, json={**CHAT, "stream": stream}, headers=HEADERS) as response:
+    async with session.post(target.url, data=body, headers=headers) as response:
         if response.status != 200:
-            raise SystemExit(f"{url} answered {response.status}: {await response.text()}")
+            raise SystemExit(f"{target.url} answered {response.status}: {await response.text()}")
         first = None
         async for _ in response.content.iter_any():
             first = first or time.perf_counter()
@@ -82,16 +99,25 @@ async def one(session: aiohttp.ClientSession, url: str, stream: bool) -> tuple[f
     return (first or done) - started, done - started
 
 
-async def latencies(url: str, stream: bool, count: int) -> list[float]:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(20):
-            await one(session, url, stream)  # warm the pools
-        timings = [await one(session, url, stream) for _ in range(count)]
-    # Streams are judged by time to first token, plain requests by the whole answer.
-    return sorted(t[0] if stream else t[1] for t in timings)
+async def latencies(targets: dict[str, Target], stream: bool, count: int, block: int = 50) -> dict[str, list[float]]:
+    """``count`` sequential completions per target, taken in turns of ``block`` so that every
+    path sees the same moments of a noisy machine."""
+    timings: dict[str, list[float]] = {name: [] for name in targets}
+    async with contextlib.AsyncExitStack() as stack:
+        sessions = {name: await stack.enter_async_context(aiohttp.ClientSession()) for name in targets}
+        for name, target in targets.items():
+            for _ in range(20):
+                await one(sessions[name], target, stream)  # warm the pools
+        for start in range(0, count, block):
+            for name, target in targets.items():
+                for _ in range(min(block, count - start)):
+                    first, total = await one(sessions[name], target, stream)
+                    # Streams are judged by time to first token, plain requests by the whole answer.
+                    timings[name].append(first if stream else total)
+    return {name: sorted(values) for name, values in timings.items()}
 
 
-async def throughput(url: str, stream: bool, seconds: float, concurrency: int = 32) -> float:
+async def throughput(target: Target, stream: bool, seconds: float, concurrency: int = 32) -> float:
     done = 0
     deadline = time.perf_counter() + seconds
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
@@ -99,7 +125,7 @@ async def throughput(url: str, stream: bool, seconds: float, concurrency: int = 
         async def client() -> None:
             nonlocal done
             while time.perf_counter() < deadline:
-                await one(session, url, stream)
+                await one(session, target, stream)
                 done += 1
 
         started = time.perf_counter()
@@ -111,12 +137,12 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))]
 
 
-async def measure(urls: dict[str, str], args: argparse.Namespace) -> dict[str, dict[str, float]]:
+async def measure(targets: dict[str, Target], args: argparse.Namespace) -> dict[str, dict[str, float]]:
     figures: dict[str, dict[str, float]] = {}
     for mode, stream in (("plain", False), ("streamed", True)):
-        lat = {name: await latencies(url, stream, args.requests) for name, url in urls.items()}
+        lat = await latencies(targets, stream, args.requests)
         direct_p50, direct_p99 = statistics.median(lat["direct"]), percentile(lat["direct"], 0.99)
-        rates = {name: await throughput(url, stream, args.seconds) for name, url in urls.items()}
+        rates = {name: await throughput(target, stream, args.seconds) for name, target in targets.items()}
         for name in ("bare", "router"):
             figures[f"{mode}/{name}"] = {
                 "added_p50_ms": round((statistics.median(lat[name]) - direct_p50) * 1000, 3),
@@ -133,11 +159,9 @@ async def measure(urls: dict[str, str], args: argparse.Namespace) -> dict[str, d
     return figures
 
 
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=300, help="sequential requests per latency sample")
+    parser.add_argument("--requests", type=int, default=1000, help="sequential requests per path for latency")
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput run")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -148,7 +172,6 @@ def main() -> int:
         router_id = load_or_create_identity(router_home / "identity.json")
         worker_id = load_or_create_identity(worker_home / "identity.json")
         seed_credit(worker_home, router_id)
-        HEADERS["x-lobstah-requester"] = router_id.pubkey
         worker_url = f"http://127.0.0.1:{ports['worker']}"
         PeerStore(router_home / "peers.json").add(Peer(pubkey=worker_id.pubkey, url=worker_url))
         python = sys.executable
@@ -161,9 +184,12 @@ def main() -> int:
                   ports["router"], {**os.environ, "LOBSTAH_HOME": str(router_home)}),
         ]
         try:
-            urls = {name: f"http://127.0.0.1:{ports[port]}/v1/chat/completions"
-                    for name, port in (("direct", "worker"), ("bare", "bare"), ("router", "router"))}
-            figures = asyncio.run(measure(urls, args))
+            targets = {
+                "direct": Target(f"{worker_url}{PATH}", router_id),
+                "bare": Target(f"http://127.0.0.1:{ports['bare']}{PATH}", router_id),
+                "router": Target(f"http://127.0.0.1:{ports['router']}{PATH}"),
+            }
+            figures = asyncio.run(measure(targets, args))
         finally:
             for process in processes:
                 process.send_signal(signal.SIGTERM)
