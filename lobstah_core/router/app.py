@@ -19,7 +19,6 @@ from ..errors import Unauthorized
 from ..events import EventBus, event_to_json
 from ..http import MAX_BODY, error_middleware, json_response, parse_body, read_body
 from ..ledger import Ledger
-from ..ledger_writer import LedgerWriter
 from ..protocol.identity import Identity
 from ..protocol.schemas import ChatCompletionRequest, JobRequest, ModelCard, ModelList
 from ..protocol.url_safety import UrlPolicy
@@ -82,7 +81,6 @@ def create_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         peer_transport = transport or AiohttpTransport(settings.connect_timeout, settings.read_timeout)
         ledger = Ledger(home / "ledger.sqlite3")
-        writer = LedgerWriter(ledger)
         health = HealthBook(events, clock_ms, exclusion_ms=int(settings.exclusion_seconds * 1000))
         directory = PeerDirectory(
             PeerStore(home / "peers.json"), health, peer_transport, events, clock_ms,
@@ -90,7 +88,7 @@ def create_app(
         )
         directory.reload()
         await directory.refresh()
-        desk = ReceiptDesk(identity.pubkey, writer, events, clock_ms)
+        desk = ReceiptDesk(identity.pubkey, ledger, events, clock_ms)
         proxy = Proxy(identity, directory, peer_transport, desk, clock_ms, UrlPolicy.from_env(os.environ))
         job_map = JobMap(home / "router-jobs.sqlite3")
         jobs = RouterJobs(identity, proxy, peer_transport, desk, job_map, clock_ms)
@@ -100,7 +98,6 @@ def create_app(
         await cancel_and_wait(background)
         await directory.close()
         await desk.drain()
-        await writer.drain()
         await peer_transport.aclose()
         job_map.close()
         ledger.close()

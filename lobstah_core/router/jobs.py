@@ -59,7 +59,7 @@ class RouterJobs:
         signed = record.pop("signedReceipt", None)
         if record.get("status") == "done" and signed is not None and not mapped.ledgered:
             if await asyncio.to_thread(self.job_map.mark_ledgered, job_id):
-                await self.desk.accept(signed, peer.pubkey)
+                self.desk.accept_later(signed, peer.pubkey)
         return web.json_response({**record, "jobId": job_id})
 
     async def cancel(self, job_id: str) -> web.Response:
