@@ -264,15 +264,23 @@ class SseRelay:
         return self._strip_receipt(rest) if rest.strip() else b""
 
     def _strip_receipt(self, events: bytes) -> bytes:
-        if self._MARK not in events:
-            return events
-        kept = []
-        for event in events.replace(b"\r\n", b"\n").split(b"\n\n"):
-            if event.startswith(self._MARK):
-                self.receipt = event[len(self._MARK) :].strip().decode("ascii", "replace")
-            elif event:
-                kept.append(event + b"\n\n")
-        return b"".join(kept)
+        """``events`` without the receipt comment event (every other byte passes unchanged)."""
+        at = events.find(self._MARK)
+        while at != -1:
+            if at == 0 or events.endswith(b"\n\n", 0, at) or events.endswith(b"\r\n\r\n", 0, at):
+                end = _event_end_from(events, at)
+                self.receipt = events[at + len(self._MARK) : end].strip().decode("ascii", "replace")
+                events = events[:at] + events[end:]
+                at = events.find(self._MARK, at)
+            else:  # the mark inside an event's data is not the receipt
+                at = events.find(self._MARK, at + 1)
+        return events
+
+
+def _event_end_from(buffer: bytes, start: int) -> int:
+    """Where the event beginning at ``start`` ends, its blank line included (or the end)."""
+    ends = [i + len(blank) for blank in (b"\n\n", b"\r\n\r\n") if (i := buffer.find(blank, start)) >= 0]
+    return min(ends, default=len(buffer))
 
 
 def _events_end(buffer: bytes) -> int:

@@ -41,3 +41,19 @@ def test_crlf_events() -> None:
     out, relay = relay_all([STREAM.replace(b"\n", b"\r\n")])
     assert relay.receipt == "eyJ4IjoxfQ=="
     assert b"lobstah-receipt" not in out and out.count(b"data:") == 3
+
+
+def test_crlf_events_pass_byte_for_byte() -> None:
+    out, _ = relay_all([STREAM.replace(b"\n", b"\r\n")])
+    assert out == CLIENT_SEES.replace(b"\n", b"\r\n")
+
+
+def test_the_mark_inside_an_event_is_content_not_a_receipt() -> None:
+    quoted = b'data: {"content":":lobstah-receipt:not-mine"}\n\n'
+    out, relay = relay_all([quoted + STREAM])
+    assert out == quoted + CLIENT_SEES and relay.receipt == "eyJ4IjoxfQ=="
+
+
+def test_an_unterminated_receipt_at_the_end_is_still_taken_out() -> None:
+    out, relay = relay_all([b"data: [DONE]\n\n:lobstah-receipt:eyJ4IjoxfQ=="])
+    assert out == b"data: [DONE]\n\n" and relay.receipt == "eyJ4IjoxfQ=="
