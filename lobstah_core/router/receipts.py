@@ -124,8 +124,10 @@ class ReceiptDesk:
             if start:
                 await asyncio.sleep(0)  # let requests through between slices
             now = self._clock_ms()
-            checked += [check_receipt(value, self.pubkey, peer, now) for value, peer in batch[start : start + _SLICE]]
-        added = iter(await asyncio.to_thread(self._ledger.add_verified, [c for c in checked if isinstance(c, SignedReceipt)]))
+            for value, peer in batch[start : start + _SLICE]:
+                checked.append(check_receipt(value, self.pubkey, peer, now))
+        good = [result for result in checked if isinstance(result, SignedReceipt)]
+        added = iter(await asyncio.to_thread(self._ledger.add_verified, good))
         for (_, peer), result in zip(batch, checked, strict=True):
             if isinstance(result, SignedReceipt) and not next(added):
                 # A node whose router calls its own worker shares one home, one key and one
@@ -142,5 +144,7 @@ class ReceiptDesk:
         receipt = result.receipt
         self.accepted += 1
         self._bus.publish(
-            ReceiptAccepted(self._clock_ms(), peer, receipt.model, receipt.input_tokens, receipt.output_tokens, receipt.nonce)
+            ReceiptAccepted(
+                self._clock_ms(), peer, receipt.model, receipt.input_tokens, receipt.output_tokens, receipt.nonce
+            )
         )
