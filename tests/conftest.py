@@ -120,8 +120,8 @@ async def start_router(router_home: Path) -> AsyncIterator[StartRouter]:
 
 
 async def ledgered(home: Path, expected: int, timeout: float = 5.0) -> list[SignedReceipt]:
-    """The router's receipts once ``expected`` are in its ledger (they are written after the
-    client has its answer)."""
+    """The receipts in the ledger of ``home`` once ``expected`` are there (routers and workers
+    write them in batches, after the client has its answer)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         with Ledger(home / "ledger.sqlite3") as ledger:

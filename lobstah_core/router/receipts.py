@@ -17,12 +17,12 @@ for the GIL, held by the verifier between Ed25519 calls, on every request instea
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..batches import Batches
 from ..errors import InvalidSignature, ProtocolError, StaleMessage
 from ..events import EventBus, ReceiptAccepted, ReceiptRejected
 from ..ledger import Ledger
@@ -36,7 +36,6 @@ from ..protocol.receipts import (
 
 __all__ = ["ReceiptDesk", "Rejection", "check_receipt"]
 
-log = logging.getLogger("lobstah.router")
 #: Receipts verified between two chances for the loop to serve requests (~1 ms of work).
 _SLICE = 8
 
@@ -90,33 +89,21 @@ class ReceiptDesk:
         self._ledger = ledger
         self._bus = bus
         self._clock_ms = clock_ms
-        self.batch_window = batch_window
         #: Rejected receipts by reason.
         self.rejected: Counter[str] = Counter()
         self.accepted = 0
-        self._waiting: list[tuple[Submitted, str]] = []
-        self._batcher: asyncio.Task[None] | None = None
+        self._batches: Batches[tuple[Submitted, str]] = Batches(
+            self._settle, window=batch_window, what="received receipts"
+        )
 
     def accept_later(self, value: Submitted, peer: str) -> None:
         """Take what the worker ``peer`` handed over as its receipt; it is checked and stored
         with the next batch, and the outcome published."""
-        self._waiting.append((value, peer))
-        if self._batcher is None or self._batcher.done():
-            self._batcher = asyncio.create_task(self._run())
+        self._batches.add((value, peer))
 
     async def drain(self) -> None:
         """Wait for receipts still being checked (on shutdown, and in tests)."""
-        while self._batcher is not None and not self._batcher.done():
-            await asyncio.shield(self._batcher)
-
-    async def _run(self) -> None:
-        while self._waiting:
-            await asyncio.sleep(self.batch_window)
-            batch, self._waiting = self._waiting, []
-            try:
-                await self._settle(batch)
-            except Exception:  # a broken ledger loses this batch, not the desk
-                log.exception("could not store %d receipts in the ledger", len(batch))
+        await self._batches.drain()
 
     async def _settle(self, batch: list[tuple[Submitted, str]]) -> None:
         checked: list[SignedReceipt | Rejection] = []

@@ -63,7 +63,7 @@ def create_app(
         app[SERVICE], app[JOBS] = service, runner
         yield
         await runner.stop()
-        await service.writer.drain()
+        await service.issued.drain()
         await engine.aclose()
         store.close()
         ledger.close()
@@ -106,7 +106,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     chat, requester = await _admit(request, ChatCompletionRequest)
     if chat.stream:
         return await streamed_completion(service, request, chat, requester)
-    return await plain_completion(service, chat, requester)
+    return await plain_completion(service, request, chat, requester)
 
 
 async def create_job(request: web.Request) -> web.Response:

@@ -2,8 +2,9 @@
 
 The stream forwards the engine's chunks as they come, then a ``:lobstah-receipt:`` comment,
 then ``data: [DONE]``. The receipt is signed only after the last chunk has been written and is
-recorded in our ledger only after the client has it: a client that disconnects mid-stream cancels
-the engine call and gets no receipt, so both ledgers stay equal.
+recorded in our ledger only after the response is sent, plain or streamed: a client that
+disconnects before cancels the engine call or the send and gets no receipt, so both ledgers
+stay equal.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ __all__ = ["plain_completion", "streamed_completion"]
 
 
 async def plain_completion(
-    service: WorkerService, request: ChatCompletionRequest, requester: str
+    service: WorkerService,
+    http_request: web.Request,
+    request: ChatCompletionRequest,
+    requester: str,
 ) -> web.Response:
     body = request.to_body()
     started = service.clock_ms()
@@ -36,7 +40,7 @@ async def plain_completion(
     response = web.json_response(
         completion, headers={RECEIPT_HEADER: encode_receipt_header(signed)}
     )
-    await service.record_receipt(signed)
+    service.record_receipt_later(signed)
     return response
 
 
@@ -77,7 +81,7 @@ async def streamed_completion(
     await response.write(f"{RECEIPT_COMMENT}{encode_receipt_header(signed)}\n\n".encode())
     await response.write(b"data: [DONE]\n\n")
     await response.write_eof()
-    await service.record_receipt(signed)
+    service.record_receipt_later(signed)
     return response
 
 

@@ -76,7 +76,7 @@ class JobRunner:
             signed = service.sign_receipt(
                 job.job_id, job.requester, job.request["model"], usage, started
             )
-            await service.record_receipt(signed)
+            service.record_receipt_later(signed)
             await asyncio.to_thread(
                 self.store.finish, job.job_id, completion, signed, service.clock_ms()
             )

@@ -3,6 +3,10 @@
 Authenticate the requester, check its credit, hold an engine slot, run the engine, sign a
 receipt for the tokens used and append it to the worker's own ledger. The HTTP handlers
 (``app.py``) and the job runner (``jobs.py``) are thin layers over these steps.
+
+Issued receipts are stored in batches (a 20 ms window, one transaction in a thread) and no
+handler waits for that: a handler that awaited the write would hold its keep-alive connection,
+and with it the requester's next request, for a thread hop and a SQLite commit.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from ..batches import Batches
 from ..clock import wall_clock_ms
 from ..config import WorkerSettings
 from ..engines.base import Usage, WorkerEngine
@@ -24,7 +29,6 @@ from ..errors import (
 )
 from ..events import EventBus, ReceiptIssued
 from ..ledger import Ledger
-from ..ledger_writer import LedgerWriter
 from ..protocol.identity import Identity
 from ..protocol.receipts import Receipt, SignedReceipt, new_nonce, sign_receipt
 from ..protocol.request_signing import ANONYMOUS, REQUESTER_HEADER, verify_request
@@ -48,14 +52,16 @@ class WorkerService:
     clock_ms: Callable[[], int] = wall_clock_ms
     #: Where issued receipts are announced (a node's shared bus), if anywhere.
     bus: EventBus | None = None
+    #: Seconds an issued receipt waits for others to share its ledger transaction.
+    batch_window: float = 0.02
     admission: Admission = field(init=False)
-    writer: LedgerWriter = field(init=False)
+    issued: Batches[SignedReceipt] = field(init=False)
     _models: list[str] = field(default_factory=list, init=False)
     _models_at: float = field(default=float("-inf"), init=False)
 
     def __post_init__(self) -> None:
         self.admission = Admission(self.settings.concurrency, self.settings.max_queue)
-        self.writer = LedgerWriter(self.ledger)
+        self.issued = Batches(self._store_issued, window=self.batch_window, what="issued receipts")
 
     def authenticate(
         self, headers: Mapping[str, str], method: str, path: str, body: bytes
@@ -152,10 +158,16 @@ class WorkerService:
         )
         return sign_receipt(receipt, self.identity)
 
-    async def record_receipt(self, signed: SignedReceipt) -> None:
-        """Append a receipt we issued (and so need not verify) to our ledger, and announce it."""
-        await self.writer.add(signed)
-        if self.bus is not None:
+    def record_receipt_later(self, signed: SignedReceipt) -> None:
+        """Append a receipt we issued (and so need not verify) to our ledger with the next
+        batch, and announce it once stored. Call it once the requester has the receipt."""
+        self.issued.add(signed)
+
+    async def _store_issued(self, batch: list[SignedReceipt]) -> None:
+        await asyncio.to_thread(self.ledger.add_verified, batch)
+        if self.bus is None:
+            return
+        for signed in batch:
             receipt = signed.receipt
             self.bus.publish(ReceiptIssued(receipt.completed_at, receipt.requester_pubkey, receipt.model,
                                            receipt.input_tokens, receipt.output_tokens, receipt.nonce))

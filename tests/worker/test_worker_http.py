@@ -15,6 +15,7 @@ from lobstah_core.ledger import Ledger
 from lobstah_core.protocol import decode_receipt_header, sign_request, verify_receipt
 
 from ..factories import signed_receipt
+from ..conftest import ledgered
 from .conftest import ROUTER, WORKER, StartWorker
 
 CHAT = {"model": "demo-fast", "messages": [{"role": "user", "content": "hello grid"}]}
@@ -44,9 +45,30 @@ async def test_plain_completion_carries_a_receipt_for_its_usage(client: httpx.As
     assert (receipt.worker_pubkey, receipt.requester_pubkey, receipt.model) == (WORKER.pubkey, ROUTER.pubkey, "demo-fast")
     usage = completion["usage"]
     assert (receipt.input_tokens, receipt.output_tokens) == (usage["prompt_tokens"], usage["completion_tokens"])
+    [stored] = await ledgered(tmp_path / "worker-home", 1)
+    assert stored.receipt == receipt
     with Ledger(tmp_path / "worker-home" / "ledger.sqlite3") as ledger:
-        assert ledger.has_nonce(receipt.nonce)
         assert ledger.balance(WORKER.pubkey).earned == usage["total_tokens"]
+
+
+async def test_a_worker_stopped_at_once_has_stored_every_receipt(start_worker: StartWorker, tmp_path) -> None:
+    worker = await start_worker()
+    async with httpx.AsyncClient(base_url=worker.url, timeout=10) as http:
+        responses = await asyncio.gather(
+            *(http.post("/v1/chat/completions", json={**CHAT, "stream": n % 2 == 1}) for n in range(20))
+        )
+    await worker.stop()  # within the batch window of the last receipts
+    sent = {_receipt_of(response) for response in responses}
+    with Ledger(tmp_path / "worker-home" / "ledger.sqlite3") as ledger:
+        assert {signed.receipt.nonce for signed in ledger.recent(100)} == sent
+
+
+def _receipt_of(response: httpx.Response) -> str:
+    if "x-lobstah-receipt" in response.headers:
+        value = response.headers["x-lobstah-receipt"]
+    else:
+        [value] = [line.split(":", 2)[2] for line in response.text.splitlines() if line.startswith(":lobstah-receipt:")]
+    return decode_receipt_header(value)["receipt"]["nonce"]
 
 
 async def test_requester_defaults_to_anonymous(client: httpx.AsyncClient) -> None:
