@@ -6,7 +6,9 @@ this stack), and through our router, measured side by side in one run.
 One demo worker (zero delay) serves everything; each path runs in its own process and this
 process generates the load. Reported: added latency over direct (p50) at concurrency 1,
 plain and streamed (time to first token), with each path's own p99 (a difference of two
-noisy tails says little); throughput at concurrency 32. Targets (issue 4):
+noisy tails says little); throughput at concurrency 32. Both are taken in turns across the
+three paths (blocks of 50 requests; five rounds of a second), so that every path sees the same
+moments of a noisy machine. Targets (issue 4):
 router overhead <= 1.3x the bare proxy's; router throughput >= 0.8x the bare proxy's.
 The router does strictly more than the bare proxy: it picks a peer, signs the request, verifies
 the Ed25519 receipt and writes it to its ledger.
@@ -117,20 +119,35 @@ async def latencies(targets: dict[str, Target], stream: bool, count: int, block:
     return {name: sorted(values) for name, values in timings.items()}
 
 
-async def throughput(target: Target, stream: bool, seconds: float, concurrency: int = 32) -> float:
-    done = 0
+async def throughputs(targets: dict[str, Target], stream: bool, seconds: float, concurrency: int = 32,
+                      rounds: int = 5) -> dict[str, float]:
+    """Completions per second through each target with ``concurrency`` clients, ``seconds`` in
+    all, taken in ``rounds`` turns so that every path sees the same moments of a noisy machine."""
+    done = dict.fromkeys(targets, 0)
+    elapsed = dict.fromkeys(targets, 0.0)
+    async with contextlib.AsyncExitStack() as stack:
+        sessions = {name: await stack.enter_async_context(
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency))) for name in targets}
+        for _ in range(rounds):
+            for name, target in targets.items():
+                started = time.perf_counter()
+                done[name] += await load(sessions[name], target, stream, seconds / rounds, concurrency)
+                elapsed[name] += time.perf_counter() - started
+    return {name: done[name] / elapsed[name] for name in targets}
+
+
+async def load(session: aiohttp.ClientSession, target: Target, stream: bool, seconds: float, concurrency: int) -> int:
+    """Completions done by ``concurrency`` clients in a loop for ``seconds``."""
     deadline = time.perf_counter() + seconds
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+    counts = [0] * concurrency
 
-        async def client() -> None:
-            nonlocal done
-            while time.perf_counter() < deadline:
-                await one(session, target, stream)
-                done += 1
+    async def client(index: int) -> None:
+        while time.perf_counter() < deadline:
+            await one(session, target, stream)
+            counts[index] += 1
 
-        started = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-        return done / (time.perf_counter() - started)
+    await asyncio.gather(*(client(index) for index in range(concurrency)))
+    return sum(counts)
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
@@ -142,7 +159,7 @@ async def measure(targets: dict[str, Target], args: argparse.Namespace) -> dict[
     for mode, stream in (("plain", False), ("streamed", True)):
         lat = await latencies(targets, stream, args.requests)
         direct_p50, direct_p99 = statistics.median(lat["direct"]), percentile(lat["direct"], 0.99)
-        rates = {name: await throughput(target, stream, args.seconds) for name, target in targets.items()}
+        rates = await throughputs(targets, stream, args.seconds)
         for name in ("bare", "router"):
             figures[f"{mode}/{name}"] = {
                 "added_p50_ms": round((statistics.median(lat[name]) - direct_p50) * 1000, 3),
