@@ -7,7 +7,6 @@ Errors are mapped to responses once, here, in a middleware: handlers raise
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 import sys
@@ -30,7 +29,6 @@ __all__ = [
     "error_middleware",
     "error_response",
     "read_body",
-    "parse_json",
     "parse_body",
     "json_response",
     "start_site",
@@ -104,20 +102,20 @@ async def read_body(request: web.Request) -> bytes:
         raise PayloadTooLarge(f"request body is larger than the {limit}-byte limit") from None
 
 
-def parse_json(raw: bytes) -> Any:
-    """Parse a JSON body (400 ``invalid_json`` if it is not JSON)."""
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidJson(f"request body is not valid JSON ({exc})") from None
-
-
 def parse_body(raw: bytes, model_type: type[M]) -> M:
-    """A JSON body validated as ``model_type`` (400 naming the first bad field)."""
-    body = parse_json(raw)
+    """A JSON body validated as ``model_type``: 400 ``invalid_json`` if it is not JSON, else 400
+    naming the first bad field.
+
+    pydantic parses and validates in one pass, without building the Python objects first: on
+    the router's request path that is half the cost of ``json.loads`` and then validating.
+    """
     try:
-        return model_type.model_validate(body)
+        return model_type.model_validate_json(raw)
     except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            reason = first.get("ctx", {}).get("error", first["msg"])
+            raise InvalidJson(f"request body is not valid JSON ({reason})") from None
         raise RequestError(describe_validation_error(exc)) from None
 
 
