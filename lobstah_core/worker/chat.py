@@ -40,6 +40,8 @@ async def plain_completion(
     response = web.json_response(
         completion, headers={RECEIPT_HEADER: encode_receipt_header(signed)}
     )
+    await response.prepare(http_request)
+    await response.write_eof()
     service.record_receipt_later(signed)
     return response
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from lobstah_core.engines.demo import DemoEngine
 from lobstah_core.protocol import Identity, encode_receipt_header, verify_receipt
@@ -133,5 +134,16 @@ async def test_client_hanging_up_cancels_the_engine_and_issues_no_receipt(start_
         # Receipts are stored in batches: once a later completion's receipt is in, the
         # hung-up stream's would be too.
         finished = await http.post("/v1/chat/completions", json=JOB)
+    [stored] = await ledgered(home, 2, timeout=1)
+    assert encode_receipt_header(stored) == finished.headers["x-lobstah-receipt"]
+
+
+async def test_client_hanging_up_on_a_plain_request_gets_no_receipt(start_worker: StartWorker, tmp_path: Path) -> None:
+    home = tmp_path / "plain-hangup-home"
+    worker = await start_worker(DemoEngine(first_token_delay=0.5), home=home)
+    async with httpx.AsyncClient(base_url=worker.url) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post("/v1/chat/completions", json=JOB, timeout=0.1)
+        finished = await http.post("/v1/chat/completions", json=JOB, timeout=5)
     [stored] = await ledgered(home, 2, timeout=1)
     assert encode_receipt_header(stored) == finished.headers["x-lobstah-receipt"]
