@@ -73,7 +73,7 @@ def create_app(
     """
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[error_middleware, _api_key_middleware(settings.api_key)],
+        middlewares=[error_middleware, *_api_key_middlewares(settings.api_key)],
     )
     app[MAX_BODY] = settings.max_body_bytes
     events = bus or EventBus()
@@ -116,16 +116,20 @@ def create_app(
     return app
 
 
-def _api_key_middleware(api_key: str | None) -> Any:
+def _api_key_middlewares(api_key: str | None) -> list[Any]:
+    """The middleware that demands ``api_key`` on ``/v1/``; none when any key is accepted."""
+    if api_key is None:
+        return []
+
     @web.middleware
     async def check_api_key(request: web.Request, handler: Any) -> web.StreamResponse:
-        if api_key is not None and request.path.startswith("/v1/"):
+        if request.path.startswith("/v1/"):
             given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             if not hmac.compare_digest(given.encode(), api_key.encode()):
                 raise Unauthorized("this router needs an API key: Authorization: Bearer <key>")
         return await handler(request)
 
-    return check_api_key
+    return [check_api_key]
 
 
 async def index(request: web.Request) -> web.Response:

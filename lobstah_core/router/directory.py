@@ -82,9 +82,9 @@ class PeerDirectory:
         """Active, non-excluded peers whose cached capacity lists ``model``."""
         now = self._clock_ms()
         found = []
-        for peer in self.active():
+        for peer in self.peers.values():
             state = self.health.of(peer.pubkey)
-            if state.capacity and model in state.capacity.models and not state.excluded(now):
+            if state.capacity and model in state.capacity.models and not state.excluded(now) and not peer.expired(now):
                 found.append(peer)
         return found
 

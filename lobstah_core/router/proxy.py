@@ -87,10 +87,10 @@ class Proxy:
             NoPeers: the peer list is empty.
             NoCapablePeer: no healthy peer serves ``model``.
         """
-        if not self.directory.active():
-            raise NoPeers("this router has no peers: add one with `lobstah-core peers add PUBKEY URL`")
         capable = self.directory.capable(model)
         if not capable:
+            if not self.directory.active():
+                raise NoPeers("this router has no peers: add one with `lobstah-core peers add PUBKEY URL`")
             raise NoCapablePeer(f"no healthy peer serves model {model!r}", model=model)
         return rank(capable, self.health.peers, preferred_tier, next(self._rotation))
 
