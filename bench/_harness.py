@@ -18,9 +18,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start(command: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start(command: list[str], port: int, env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen[bytes]:
     """Start a server process and wait until it accepts connections on ``port``."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=cwd)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         with socket.socket() as probe:

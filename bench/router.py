@@ -1,7 +1,7 @@
 """Router benchmark: direct to a worker, through a bare aiohttp pass-through proxy (the floor of
 this stack), and through our router, measured side by side in one run.
 
-    python bench/router.py [--requests 1000] [--seconds 5] [--json]
+    python bench/router.py [--requests 1000] [--seconds 5] [--also CHECKOUT ...] [--json]
 
 One demo worker (zero delay) serves everything; each path runs in its own process and this
 process generates the load. Reported: added latency over direct (p50) at concurrency 1,
@@ -12,6 +12,11 @@ moments of a noisy machine. Targets (issue 4):
 router overhead <= 1.3x the bare proxy's; router throughput >= 0.8x the bare proxy's.
 The router does strictly more than the bare proxy: it picks a peer, signs the request, verifies
 the Ed25519 receipt and writes it to its ledger.
+
+``--also CHECKOUT`` adds the router of another checkout of this repository (a git worktree, say,
+with a change to try) to the same rotation: an A/B in one run, where two separate runs would
+differ by more than the change. Mind the order: the later router in the rotation reads 0.02-0.05x
+slower than an identical one before it (run the bench from the other checkout to swap them).
 
 Every path reaches the worker with a signed request ([ext] request signing), so the worker does
 the same work on all three and the comparison is of the middle alone: direct and bare-proxy
@@ -27,8 +32,10 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -160,7 +167,7 @@ async def measure(targets: dict[str, Target], args: argparse.Namespace) -> dict[
         lat = await latencies(targets, stream, args.requests)
         direct_p50, direct_p99 = statistics.median(lat["direct"]), percentile(lat["direct"], 0.99)
         rates = await throughputs(targets, stream, args.seconds)
-        for name in ("bare", "router"):
+        for name in proxies(targets):
             figures[f"{mode}/{name}"] = {
                 "added_p50_ms": round((statistics.median(lat[name]) - direct_p50) * 1000, 3),
                 "p99_ms": round(percentile(lat[name], 0.99) * 1000, 3),
@@ -168,22 +175,45 @@ async def measure(targets: dict[str, Target], args: argparse.Namespace) -> dict[
             }
         figures[f"{mode}/direct"] = {"p50_ms": round(direct_p50 * 1000, 3), "p99_ms": round(direct_p99 * 1000, 3),
                                      "per_s_c32": round(rates["direct"])}
-        bare, router = figures[f"{mode}/bare"], figures[f"{mode}/router"]
-        figures[f"{mode}/ratios"] = {
-            "overhead_vs_bare": round(router["added_p50_ms"] / max(bare["added_p50_ms"], 1e-3), 2),
-            "throughput_vs_bare": round(router["per_s_c32"] / bare["per_s_c32"], 2),
-        }
+        bare = figures[f"{mode}/bare"]
+        for name in routers(targets):
+            router = figures[f"{mode}/{name}"]
+            figures[ratios_key(mode, name)] = {
+                "overhead_vs_bare": round(router["added_p50_ms"] / max(bare["added_p50_ms"], 1e-3), 2),
+                "throughput_vs_bare": round(router["per_s_c32"] / bare["per_s_c32"], 2),
+            }
     return figures
+
+
+def proxies(targets: dict[str, Target]) -> list[str]:
+    """Every path but direct: the bare proxy, then the routers."""
+    return [name for name in targets if name != "direct"]
+
+
+def routers(targets: dict[str, Target]) -> list[str]:
+    return [name for name in targets if name.startswith("router")]
+
+
+def ratios_key(mode: str, router: str) -> str:
+    return f"{mode}/ratios" if router == "router" else f"{mode}/{router}/ratios"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000, help="sequential requests per path for latency")
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput run")
+    parser.add_argument("--also", action="append", default=[], type=Path, metavar="CHECKOUT",
+                        help="also measure the router of another checkout, in the same rotation (repeatable)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    others = {f"router@{checkout.resolve().name}": checkout.resolve() for checkout in args.also}
+    if len(others) < len(args.also):
+        parser.error("give each --also checkout a directory name of its own")
+    for checkout in others.values():
+        if not (checkout / "lobstah_core" / "__init__.py").is_file():
+            parser.error(f"{checkout} is not a checkout of this repository (no lobstah_core/ in it)")
 
-    ports = {name: free_port() for name in ("worker", "bare", "router")}
+    ports = {name: free_port() for name in ("worker", "bare", "router", *others)}
     with tempfile.TemporaryDirectory() as scratch:
         worker_home, router_home = Path(scratch) / "worker", Path(scratch) / "router"
         router_id = load_or_create_identity(router_home / "identity.json")
@@ -191,46 +221,73 @@ def main() -> int:
         seed_credit(worker_home, router_id)
         worker_url = f"http://127.0.0.1:{ports['worker']}"
         PeerStore(router_home / "peers.json").add(Peer(pubkey=worker_id.pubkey, url=worker_url))
+        homes = {"router": router_home} | {name: copy_home(router_home, Path(scratch) / name) for name in others}
         python = sys.executable
         processes = [
             start([python, "-m", "lobstah_core", "worker", "start", "--engine", "demo", "--port", str(ports["worker"]),
                    "--demo-delay", "0", "--demo-tps", "0", "--concurrency", "64", "--max-queue", "512"],
                   ports["worker"], {**os.environ, "LOBSTAH_HOME": str(worker_home)}),
             start([python, "-c", BARE_PROXY, str(ports["bare"]), worker_url], ports["bare"], dict(os.environ)),
-            start([python, "-m", "lobstah_core", "router", "start", "--port", str(ports["router"])],
-                  ports["router"], {**os.environ, "LOBSTAH_HOME": str(router_home)}),
         ]
         try:
+            for name, home in homes.items():
+                processes.append(start_router(ports[name], home, others.get(name)))
             targets = {
                 "direct": Target(f"{worker_url}{PATH}", router_id),
                 "bare": Target(f"http://127.0.0.1:{ports['bare']}{PATH}", router_id),
-                "router": Target(f"http://127.0.0.1:{ports['router']}{PATH}"),
-            }
+            } | {name: Target(f"http://127.0.0.1:{ports[name]}{PATH}") for name in homes}
             figures = asyncio.run(measure(targets, args))
         finally:
             for process in processes:
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=20)
-        with Ledger(router_home / "ledger.sqlite3") as ledger:
-            figures["router/ledger"] = {"receipts_accepted": ledger.totals().receipts}
+        for name, home in homes.items():
+            with Ledger(home / "ledger.sqlite3") as ledger:
+                figures[f"{name}/ledger"] = {"receipts_accepted": ledger.totals().receipts}
 
     if args.json:
         print(json.dumps(figures))
-        return 0
+    else:
+        report(figures, list(targets))
+    return 0
+
+
+def copy_home(source: Path, home: Path) -> Path:
+    """A router home with the same identity and peers as ``source`` (its own ledger)."""
+    home.mkdir()
+    for name in ("identity.json", "peers.json"):
+        shutil.copy2(source / name, home / name)
+    return home
+
+
+def start_router(port: int, home: Path, checkout: Path | None) -> subprocess.Popen[bytes]:
+    """This checkout's router, or ``checkout``'s: run from there, its package comes first."""
+    if checkout is not None:
+        found = subprocess.run([sys.executable, "-c", "import lobstah_core; print(lobstah_core.__file__)"],
+                               cwd=checkout, capture_output=True, text=True, check=True).stdout.strip()
+        if not Path(found).is_relative_to(checkout):
+            raise SystemExit(f"a router started in {checkout} would run {found}, not that checkout's code")
+    return start([sys.executable, "-m", "lobstah_core", "router", "start", "--port", str(port)],
+                 port, {**os.environ, "LOBSTAH_HOME": str(home)}, cwd=checkout)
+
+
+def report(figures: dict[str, dict[str, float]], names: list[str]) -> None:
+    width = max(map(len, names))
     for mode in ("plain", "streamed"):
         label = "time to first token" if mode == "streamed" else "whole answer"
         direct = figures[f"{mode}/direct"]
         print(f"{mode} ({label}); direct p50 {direct['p50_ms']} ms, p99 {direct['p99_ms']} ms, "
               f"{direct['per_s_c32']} req/s at c=32")
-        for name in ("bare", "router"):
+        for name in names[1:]:
             row = figures[f"{mode}/{name}"]
-            print(f"  {name:<7} added p50 {row['added_p50_ms']:>7} ms  (p99 {row['p99_ms']:>7} ms)  "
+            print(f"  {name:<{width}} added p50 {row['added_p50_ms']:>7} ms  (p99 {row['p99_ms']:>7} ms)  "
                   f"{row['per_s_c32']:>5} req/s at c=32")
-        ratios = figures[f"{mode}/ratios"]
-        print(f"  router overhead {ratios['overhead_vs_bare']}x the bare proxy's (target <= 1.3), "
-              f"throughput {ratios['throughput_vs_bare']}x (target >= 0.8)")
-    print(f"receipts accepted by the router: {figures['router/ledger']['receipts_accepted']}")
-    return 0
+        for name in names[2:]:
+            ratios = figures[ratios_key(mode, name)]
+            print(f"  {name} overhead {ratios['overhead_vs_bare']}x the bare proxy's (target <= 1.3), "
+                  f"throughput {ratios['throughput_vs_bare']}x (target >= 0.8)")
+    for name in names[2:]:
+        print(f"receipts accepted by {name}: {figures[f'{name}/ledger']['receipts_accepted']}")
 
 
 if __name__ == "__main__":
