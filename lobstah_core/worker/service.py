@@ -6,13 +6,15 @@ receipt for the tokens used and append it to the worker's own ledger. The HTTP h
 
 Issued receipts are stored in batches (a 20 ms window, one transaction in a thread) and no
 handler waits for that: a handler that awaited the write would hold its keep-alive connection,
-and with it the requester's next request, for a thread hop and a SQLite commit.
+and with it the requester's next request, for a thread hop and a SQLite commit. Until stored,
+they count against their requesters' credit from a tally in memory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -56,6 +58,8 @@ class WorkerService:
     batch_window: float = 0.02
     admission: Admission = field(init=False)
     issued: Batches[SignedReceipt] = field(init=False)
+    #: Credit each requester spent in receipts issued but not yet in the ledger.
+    _unstored: Counter[str] = field(default_factory=Counter, init=False)
     _models: list[str] = field(default_factory=list, init=False)
     _models_at: float = field(default=float("-inf"), init=False)
 
@@ -89,7 +93,11 @@ class WorkerService:
         """
         if not self.settings.check_credit:
             return
+        # Receipts of the batch being stored leave the tally once they are in the ledger, maybe
+        # while we read it: the larger tally seen counts them at least once.
+        unstored = self._unstored[requester]
         available = await asyncio.to_thread(self.ledger.available_credit, requester)
+        available -= max(unstored, self._unstored[requester])
         if available <= 0:
             raise InsufficientCredit(
                 f"requester {requester[:16]}… has no credit left here (available {available})",
@@ -160,11 +168,22 @@ class WorkerService:
 
     def record_receipt_later(self, signed: SignedReceipt) -> None:
         """Append a receipt we issued (and so need not verify) to our ledger with the next
-        batch, and announce it once stored. Call it once the requester has the receipt."""
+        batch, and announce it once stored. Call it once the requester has the receipt; its
+        credit counts against the requester from now on."""
+        receipt = signed.receipt
+        if receipt.requester_pubkey != receipt.worker_pubkey:  # our own requests cost us nothing
+            self._unstored[receipt.requester_pubkey] += receipt.credit
         self.issued.add(signed)
 
     async def _store_issued(self, batch: list[SignedReceipt]) -> None:
-        await asyncio.to_thread(self.ledger.add_verified, batch)
+        try:
+            await asyncio.to_thread(self.ledger.add_verified, batch)
+        finally:  # stored, or lost with the batch: either way no longer pending
+            for signed in batch:
+                receipt = signed.receipt
+                if receipt.requester_pubkey != receipt.worker_pubkey:
+                    self._unstored[receipt.requester_pubkey] -= receipt.credit
+            self._unstored = +self._unstored  # drop the requesters at zero
         if self.bus is None:
             return
         for signed in batch:

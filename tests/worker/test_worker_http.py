@@ -13,6 +13,7 @@ import pytest
 from lobstah_core.engines.demo import DemoEngine
 from lobstah_core.ledger import Ledger
 from lobstah_core.protocol import decode_receipt_header, sign_request, verify_receipt
+from lobstah_core.worker.app import SERVICE
 
 from ..factories import signed_receipt
 from ..conftest import ledgered
@@ -163,6 +164,24 @@ async def test_credit_is_refused_when_used_up(start_worker: StartWorker, tmp_pat
         assert refused.json()["error"] | {"message": ""} == {"type": "insufficient_credit", "message": "", "available": 0}
         other = await http.post("/v1/chat/completions", json=CHAT, headers={"x-lobstah-requester": WORKER.pubkey})
         assert other.status_code == 200
+
+
+async def test_credit_counts_receipts_not_yet_stored(start_worker: StartWorker, tmp_path) -> None:
+    home = tmp_path / "edge-home"
+    with Ledger(home / "ledger.sqlite3") as ledger:
+        ledger.add(signed_receipt(WORKER, ROUTER, inputTokens=9_999, outputTokens=0))  # 1 credit left
+    worker = await start_worker(home=home)
+    worker.runner.app[SERVICE].issued.window = 2.0  # the first receipt stays in its batch meanwhile
+    as_router = {"x-lobstah-requester": ROUTER.pubkey}
+    async with httpx.AsyncClient(base_url=worker.url, timeout=10) as http:
+        first = await http.post("/v1/chat/completions", json=CHAT, headers=as_router)
+        assert first.status_code == 200
+        spent = verify_receipt(decode_receipt_header(first.headers["x-lobstah-receipt"])).receipt.credit
+        refused = await http.post("/v1/chat/completions", json=CHAT, headers=as_router)
+        assert refused.status_code == 402 and refused.json()["error"]["available"] == 1 - spent
+        assert len(await ledgered(home, 2)) == 2  # once stored, the receipt counts once, not twice
+        again = await http.post("/v1/chat/completions", json=CHAT, headers=as_router)
+        assert again.status_code == 402 and again.json()["error"]["available"] == 1 - spent
 
 
 async def test_credit_check_can_be_turned_off(start_worker: StartWorker, tmp_path) -> None:
