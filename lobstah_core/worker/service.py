@@ -170,19 +170,21 @@ class WorkerService:
         """Append a receipt we issued (and so need not verify) to our ledger with the next
         batch, and announce it once stored. Call it once the requester has the receipt; its
         credit counts against the requester from now on."""
+        self._tally(signed, +1)
+        self.issued.add(signed)
+
+    def _tally(self, signed: SignedReceipt, sign: int) -> None:
+        """Add (+1) or take out (-1) a receipt's credit in the tally of unstored spending."""
         receipt = signed.receipt
         if receipt.requester_pubkey != receipt.worker_pubkey:  # our own requests cost us nothing
-            self._unstored[receipt.requester_pubkey] += receipt.credit
-        self.issued.add(signed)
+            self._unstored[receipt.requester_pubkey] += sign * receipt.credit
 
     async def _store_issued(self, batch: list[SignedReceipt]) -> None:
         try:
             await asyncio.to_thread(self.ledger.add_verified, batch)
         finally:  # stored, or lost with the batch: either way no longer pending
             for signed in batch:
-                receipt = signed.receipt
-                if receipt.requester_pubkey != receipt.worker_pubkey:
-                    self._unstored[receipt.requester_pubkey] -= receipt.credit
+                self._tally(signed, -1)
             self._unstored = +self._unstored  # drop the requesters at zero
         if self.bus is None:
             return
