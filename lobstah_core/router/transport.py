@@ -92,7 +92,12 @@ class AiohttpTransport:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=64, keepalive_timeout=30)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, auto_decompress=False)
+            # Compression buys nothing for a few KB of tokens and a gzipping front (nginx, say)
+            # may hold stream events back to fill its buffer: ask for none, and decode anyway
+            # what a front compresses regardless, so clients always get plain JSON and SSE.
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, headers={"Accept-Encoding": "identity"}
+            )
         return self._session
 
     async def request(

@@ -18,6 +18,7 @@ from lobstah_core.protocol import Identity
 
 from ..conftest import StartWorker
 from .conftest import StartRouter, add_peer, ledgered
+from .fronts import GatedEngine, first_token_while_gated, tokens_in
 
 IDS = [Identity.from_seed(bytes([n]) * 32) for n in (0xB1, 0xB2, 0xB3)]
 CHAT = {"model": "demo-fast", "messages": [{"role": "user", "content": "route me"}], "max_tokens": 3}
@@ -131,3 +132,12 @@ async def test_exclusion_then_readmission_on_the_clock(start_worker: StartWorker
         assert health["state"] == "healthy" and health["consecutiveFailures"] == 0
 
 
+async def test_a_stream_reaches_the_client_token_by_token(start_worker: StartWorker, start_router: StartRouter, router_home: Path) -> None:
+    engine = GatedEngine()
+    add_peer(router_home, await start_worker(engine, identity=IDS[0]), IDS[0].pubkey)
+    router = await start_router()
+    # The worker has produced one token and waits: the client must have it already.
+    before, whole = await first_token_while_gated(router.url, engine, {**CHAT, "max_tokens": 5})
+    assert len(tokens_in(before)) == 1 and not any("[DONE]" in line for line in before)
+    assert len(tokens_in(whole)) == 5 and [line for line in whole if line][-1] == "data: [DONE]"
+    assert await served_by(router_home, 1) == Counter({IDS[0].pubkey: 1})
