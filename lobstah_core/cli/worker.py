@@ -29,7 +29,7 @@ def register(commands: Any) -> None:
                        help="Ollama address (default $OLLAMA_HOST) or OpenAI-compatible base URL")
     start.add_argument("--upstream-key", metavar="KEY", help="API key for --engine openai")
     start.add_argument("--model", action="append", dest="models", metavar="MODEL",
-                       help="serve only this model (repeatable; for demo: the models to offer)")
+                       help="serve only this model (repeatable; llama3.2 means llama3.2:latest; for demo: the models to offer)")
     start.add_argument("--tier", choices=["interactive", "batch", "best-effort"], default=defaults.tier)
     start.add_argument("--concurrency", type=int, default=defaults.concurrency,
                        help="engine calls at once (default %(default)s)")

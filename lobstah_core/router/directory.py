@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pydantic import ValidationError
 
 from ..events import CapacityChanged, EventBus
+from ..protocol.model_names import lists_model
 from ..protocol.schemas import Capacity
 from ..tasks import cancel_and_wait
 from .health import HealthBook
@@ -84,7 +85,7 @@ class PeerDirectory:
         found = []
         for peer in self.peers.values():
             state = self.health.of(peer.pubkey)
-            if state.capacity and model in state.capacity.models and not state.excluded(now) and not peer.expired(now):
+            if state.capacity and lists_model(state.capacity.models, model) and not state.excluded(now) and not peer.expired(now):
                 found.append(peer)
         return found
 

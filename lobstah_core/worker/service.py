@@ -32,6 +32,7 @@ from ..errors import (
 from ..events import EventBus, ReceiptIssued
 from ..ledger import Ledger
 from ..protocol.identity import Identity
+from ..protocol.model_names import lists_model
 from ..protocol.receipts import Receipt, SignedReceipt, new_nonce, sign_receipt
 from ..protocol.request_signing import ANONYMOUS, REQUESTER_HEADER, verify_request
 from ..protocol.schemas import Capacity
@@ -115,7 +116,7 @@ class WorkerService:
             try:
                 offered = await self.engine.models()
                 wanted = self.settings.models
-                self._models = [m for m in offered if wanted is None or m in wanted]
+                self._models = [m for m in offered if wanted is None or lists_model(wanted, m)]
                 self._models_at = now
             except EngineError:
                 if not self._models:
@@ -125,10 +126,10 @@ class WorkerService:
     async def require_model(self, model: str) -> None:
         """Raises ModelNotFound unless the engine serves ``model``."""
         models = await self.models()
-        if model not in models:
+        if not lists_model(models, model):
             # The cache may predate a model pulled a moment ago: ask once more.
             self._models_at = float("-inf")
-            if model not in await self.models():
+            if not lists_model(await self.models(), model):
                 raise ModelNotFound(
                     f"model {model!r} is not served here (available: {', '.join(models) or 'none'})",
                     model=model,

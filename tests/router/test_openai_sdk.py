@@ -85,6 +85,19 @@ async def test_unknown_fields_reach_the_worker(start_worker: StartWorker, start_
     assert sent["max_completion_tokens"] == 4 and sent["x_vendor"] == {"keep": [1, 2]}
 
 
+async def test_a_model_asked_without_its_tag_is_the_latest(start_worker: StartWorker, start_router: StartRouter, router_home: Path) -> None:
+    # An Ollama worker lists tagged names; clients write them as `ollama run` takes them.
+    engine = DemoEngine(models=("llama3.2:latest", "qwen2.5:7b"))
+    add_peer(router_home, await start_worker(engine, identity=WORKERS[0]), WORKERS[0].pubkey)
+    client = sdk((await start_router()).url)
+    completion = await client.chat.completions.create(model="llama3.2", messages=[{"role": "user", "content": "x"}], max_tokens=2)
+    assert completion.usage.completion_tokens == 2
+    assert [r.receipt.model for r in await ledgered(router_home, 1)] == ["llama3.2"]
+    with pytest.raises(openai.APIStatusError) as raised:  # only :7b is offered
+        await client.chat.completions.create(model="qwen2.5", messages=[{"role": "user", "content": "x"}])
+    assert raised.value.body["type"] == "no_capable_peer"
+
+
 async def test_no_peers(start_router: StartRouter) -> None:
     router = await start_router()
     with pytest.raises(openai.APIStatusError) as raised:

@@ -206,3 +206,14 @@ async def test_backpressure_queues_then_refuses_with_retry_after(start_worker: S
         assert third.json()["error"]["type"] == "overloaded" and int(third.headers["Retry-After"]) >= 1
         assert [r.status_code for r in await asyncio.gather(first, second)] == [200, 200]
         assert (await http.get("/capacity")).json()["queueDepth"] == 0
+
+
+async def test_model_names_without_a_tag_mean_latest(start_worker: StartWorker) -> None:
+    # As `ollama list` shows them; the operator lends two of the three, written as `ollama run` takes them.
+    engine = DemoEngine(models=("llama3.2:latest", "qwen2.5:7b", "phi3:latest"))
+    worker = await start_worker(engine, models=["llama3.2", "qwen2.5:7b"])
+    async with httpx.AsyncClient(base_url=worker.url) as http:
+        assert (await http.get("/capacity")).json()["models"] == ["llama3.2:latest", "qwen2.5:7b"]
+        asked = {name: (await http.post("/v1/chat/completions", json={**CHAT, "model": name})).status_code
+                 for name in ("llama3.2", "llama3.2:latest", "qwen2.5", "phi3")}
+    assert asked == {"llama3.2": 200, "llama3.2:latest": 200, "qwen2.5": 404, "phi3": 404}
