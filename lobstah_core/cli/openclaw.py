@@ -15,6 +15,7 @@ from ..openclaw import (
     merge_provider,
     write_config,
 )
+from ..protocol.model_names import find_model
 from .common import CliError, add_command
 
 
@@ -36,9 +37,9 @@ def cmd_openclaw(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(f"the router at {args.router} offers no models yet: add peers, or wait for their capacity")
     default_model = None
     if args.set_default:
-        default_model = args.model or models[0]
-        if default_model not in models:
-            raise CliError(f"the router does not offer {default_model!r} (it offers {', '.join(models)})")
+        default_model = find_model(models, args.model or models[0])
+        if default_model is None:
+            raise CliError(f"the router does not offer {args.model!r} (it offers {', '.join(models)})")
     merged = merge_provider(config, lobstah_provider(args.router, models, args.api_key), default_model)
     if args.dry_run:
         print(json.dumps(merged, indent=2))

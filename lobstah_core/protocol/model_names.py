@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-__all__ = ["DEFAULT_TAG", "with_tag", "lists_model"]
+__all__ = ["DEFAULT_TAG", "with_tag", "find_model", "lists_model"]
 
 DEFAULT_TAG = "latest"
 
@@ -24,9 +24,15 @@ def with_tag(name: str) -> str:
     return name if ":" in name.rpartition("/")[2] else f"{name}:{DEFAULT_TAG}"
 
 
-def lists_model(models: Collection[str], name: str) -> bool:
-    """Whether ``models`` (a peer's offer, an operator's choice) includes the model ``name``."""
+def find_model(models: Collection[str], name: str) -> str | None:
+    """The entry of ``models`` (a peer's offer, an operator's choice) that is the model
+    ``name``, or ``None``."""
     if name in models:  # the common case, and the request path's fast lane
-        return True
+        return name
     tagged = with_tag(name)
-    return any(with_tag(model) == tagged for model in models)
+    return next((model for model in models if with_tag(model) == tagged), None)
+
+
+def lists_model(models: Collection[str], name: str) -> bool:
+    """Whether ``models`` includes the model ``name``."""
+    return find_model(models, name) is not None

@@ -63,6 +63,9 @@ async def test_command_against_a_running_router(start_worker: StartWorker, start
     backups = list(tmp_path.glob("openclaw.json.*.bak"))
     assert len(backups) == 1 and json.loads(backups[0].read_text()) == EXISTING
 
+    tagged = await asyncio.to_thread(run, "--dry-run", "--set-default", "--model", "demo-smart:latest")
+    assert json.loads(tagged.stdout)["agents"]["defaults"]["model"]["primary"] == "lobstah/demo-smart"
+
     wrong = await asyncio.to_thread(run, "--set-default", "--model", "gpt-9")
     assert wrong.returncode == 1 and "does not offer 'gpt-9'" in wrong.stderr
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lobstah_core.protocol.model_names import lists_model, with_tag
+from lobstah_core.protocol.model_names import find_model, lists_model, with_tag
 
 
 @pytest.mark.parametrize(
@@ -31,3 +31,10 @@ def test_a_bare_name_is_the_latest_tag_only() -> None:
     assert not lists_model(offered, "llama3.2:3b")
     assert not lists_model(offered, "llama3")
     assert not lists_model([], "llama3.2")
+
+
+def test_find_model_gives_the_name_as_offered() -> None:
+    offered = ["llama3.2:latest", "demo-fast"]
+    assert find_model(offered, "llama3.2") == "llama3.2:latest"
+    assert find_model(offered, "demo-fast:latest") == "demo-fast"
+    assert find_model(offered, "llama3.2:1b") is None
