@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import os
+import sys
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from ..discovery.gossip import gossip
 from ..discovery.merge import SyncReport, merge_announcements
 from ..discovery.nostr_relay import DEFAULT_RELAYS
 from ..discovery.tracker_client import TrackerClient
+from ..protocol.schemas import Capacity
 from ..protocol.url_safety import UrlPolicy
 from ..router.peers import Peer, PeerStore
 from .common import CliError, add_command, add_json_flag, first_line, print_json
@@ -30,6 +32,7 @@ def register(commands: Any) -> None:
     add.add_argument("pubkey", help="the worker's lob1… public key")
     add.add_argument("url", help="where it listens, e.g. http://192.168.1.20:17474")
     add.add_argument("label", nargs="?", help="a name to show for it")
+    add.add_argument("--no-check", action="store_true", help="add it without asking it who it is (say, while it is off)")
     remove = add_command(actions, "remove", cmd_peers_remove, "remove a peer")
     remove.add_argument("pubkey")
     add_json_flag(add_command(actions, "list", cmd_peers_list, "show the peer list"))
@@ -53,7 +56,31 @@ def cmd_peers_add(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(f"not a valid peer: {first_line(exc)}") from None
     new = PeerStore(settings.peers_path).add(peer)
     print(f"{'added' if new else 'updated'} {peer.name} {peer.url}")
+    if not args.no_check:
+        ok, line = check_peer(peer)
+        print(line, file=sys.stdout if ok else sys.stderr)
     return 0
+
+
+def check_peer(peer: Peer, timeout: float = 2.0) -> tuple[bool, str]:
+    """Whether ``peer`` answers as the worker the peer list says it is, and one line on it."""
+    # Imported here: httpx loads rich for its own CLI, which other commands need not pay for.
+    import httpx
+
+    try:
+        response = httpx.get(peer.url.rstrip("/") + "/capacity", timeout=timeout)
+        capacity = Capacity.model_validate_json(response.content) if response.status_code == 200 else None
+    except httpx.HTTPError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return False, f"warning: it is not answering now ({reason}); the router will use it once it does"
+    except ValidationError:
+        capacity = None
+    if capacity is None:
+        return False, f"warning: it answers, but not as a Lobstah worker (GET /capacity: {response.status_code})"
+    if capacity.pubkey != peer.pubkey:
+        return False, (f"warning: it answers as {capacity.pubkey[:16]}…, not {peer.pubkey[:16]}…; "
+                       "the router will not use it until the keys match")
+    return True, f"it answers; models: {', '.join(capacity.models) or 'none yet'}"
 
 
 def cmd_peers_remove(args: argparse.Namespace, settings: Settings) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ import openai
 
 from lobstah_core.protocol import Identity
 
-from ..conftest import Run
+from ..conftest import WORKER, Run, StartWorker
 from .test_cli import assert_clean_failure
 from .test_worker_start import free_port
 
@@ -22,8 +23,8 @@ PEER = Identity.from_seed(b"P" * 32).pubkey
 
 def test_peers_add_list_remove_in_js_format(cli: Run, home: Path) -> None:
     assert "no peers yet" in cli("peers", "list").stdout
-    assert cli("peers", "add", PEER, "http://192.0.2.10:17474", "attic").stdout.startswith("added attic")
-    assert cli("peers", "add", PEER, "http://192.0.2.11:17474", "attic").stdout.startswith("updated attic")
+    assert cli("peers", "add", PEER, "http://192.0.2.10:17474", "attic", "--no-check").stdout.startswith("added attic")
+    assert cli("peers", "add", PEER, "http://192.0.2.11:17474", "attic", "--no-check").stdout.startswith("updated attic")
     assert json.loads((home / "peers.json").read_text()) == [{"pubkey": PEER, "url": "http://192.0.2.11:17474", "label": "attic"}]
     listed = json.loads(cli("peers", "list", "--json").stdout)
     assert listed == [{"pubkey": PEER, "url": "http://192.0.2.11:17474", "label": "attic", "source": "manual"}]
@@ -31,6 +32,18 @@ def test_peers_add_list_remove_in_js_format(cli: Run, home: Path) -> None:
     assert cli("peers", "remove", PEER).returncode == 0
     assert json.loads((home / "peers.json").read_text()) == []
     assert_clean_failure(cli("peers", "remove", PEER), "no peer")
+
+
+async def test_peers_add_asks_the_peer_who_it_is(cli: Run, home: Path, start_worker: StartWorker) -> None:
+    worker = await start_worker(identity=WORKER)
+    right = await asyncio.to_thread(cli, "peers", "add", WORKER.pubkey, worker.url, "attic")
+    assert right.returncode == 0 and right.stdout.splitlines()[1] == "it answers; models: demo-fast, demo-smart"
+    wrong = await asyncio.to_thread(cli, "peers", "add", PEER, worker.url, "typo")
+    assert wrong.returncode == 0 and "until the keys match" in wrong.stderr and "Traceback" not in wrong.stderr
+    off = await asyncio.to_thread(cli, "peers", "add", PEER, f"http://127.0.0.1:{free_port()}", "asleep")
+    assert off.returncode == 0 and "not answering now" in off.stderr
+    # Each one is in the list all the same: a machine may be off, or re-keyed, when added.
+    assert [p["label"] for p in json.loads((home / "peers.json").read_text())] == ["attic", "asleep"]
 
 
 def test_peers_add_refuses_nonsense(cli: Run, home: Path) -> None:
