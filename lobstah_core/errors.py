@@ -29,6 +29,8 @@ __all__ = [
     "NotCancellable",
     "Overloaded",
     "EngineError",
+    "EngineRejected",
+    "EngineBusy",
     "NoPeers",
     "NoCapablePeer",
     "AllPeersFailed",
@@ -158,6 +160,34 @@ class EngineError(LobstahError):
 
     type = "engine_error"
     status = 502
+
+
+class EngineRejected(RequestError):
+    """The engine refused the request itself (bad parameters, context too long, a model that
+    cannot use tools): the client's fault, passed back with the upstream's 4xx status.
+
+    WIRE.md "[ext] who is to blame": no failover and no penalty for the peer.
+    """
+
+    type = "invalid_request"
+
+    def __init__(self, message: str, status: int = 400, **details: object) -> None:
+        super().__init__(message, **details)
+        self.status = status if 400 <= status < 500 else 400
+
+
+class EngineBusy(LobstahError):
+    """The engine is busy (upstream 429, or 503 with ``Retry-After``); ``retry_after`` seconds.
+
+    WIRE.md "[ext] who is to blame": the router moves on to another peer without a penalty.
+    """
+
+    type = "engine_busy"
+    status = 503
+
+    def __init__(self, message: str, retry_after: int = 1, **details: object) -> None:
+        super().__init__(message, **details)
+        self.retry_after = retry_after
 
 
 class NoPeers(LobstahError):

@@ -5,6 +5,14 @@ as the client sent it) and return an OpenAI ``chat.completion`` or a stream of
 ``chat.completion.chunk`` objects. Token usage is always reported, because it is what receipts
 are made of: ``chat`` returns it in ``usage``, and ``stream`` ends with a chunk whose ``usage``
 is set (whatever the client asked; the worker decides whether to forward that chunk).
+
+Streams commit late (WIRE.md "[ext] streams commit late, fail cleanly"): ``stream`` yields
+nothing until the backend has accepted the request, so a refusal is raised before the first
+chunk and the worker can still answer it with a plain HTTP error. Errors say who is to blame:
+:class:`~lobstah_core.errors.EngineRejected` (the request's fault, a 4xx),
+:class:`~lobstah_core.errors.EngineBusy` (try later or elsewhere, 503 + ``Retry-After``),
+:class:`~lobstah_core.errors.ModelNotFound` (404), and
+:class:`~lobstah_core.errors.EngineError` for every failure of the backend itself (502).
 """
 
 from __future__ import annotations
@@ -109,7 +117,10 @@ class WorkerEngine(Protocol):
     def stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Stream one chat completion as OpenAI chunks, the last one carrying ``usage``.
 
-        Closing the iterator early cancels the backend call.
+        Nothing is yielded before the backend accepted the request (the first chunk is
+        usually the ``role`` delta); refusals before that raise ``EngineRejected``,
+        ``EngineBusy``, ``ModelNotFound`` or ``EngineError``. Closing the iterator early
+        cancels the backend call.
         """
         ...
 
