@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from ..timeouts import Timeouts
 from .base import Usage, WorkerEngine
 from .demo import DEMO_MODELS, DemoEngine
 
@@ -26,6 +27,7 @@ def build_engine(
     first_token_delay: float = 0.0,
     tokens_per_second: float = 0.0,
     reply_tokens: int | None = None,
+    timeouts: Timeouts | None = None,
 ) -> WorkerEngine:
     """The engine called ``name``.
 
@@ -33,6 +35,8 @@ def build_engine(
         upstream: Ollama's address (``ollama``; default ``$OLLAMA_HOST``) or the upstream's
             base URL (``openai``, required).
         models: for ``demo``, the model ids to serve.
+        timeouts: for ``ollama`` and ``openai``, the limits of each call to the upstream by
+            phase (default: see each engine).
 
     Raises:
         ValueError: ``openai`` without an upstream URL.
@@ -40,13 +44,13 @@ def build_engine(
     if name == "ollama":
         from .ollama import OllamaEngine
 
-        return OllamaEngine(host=upstream)
+        return OllamaEngine(host=upstream, timeouts=timeouts)
     if name == "openai":
         if not upstream:
             raise ValueError("--engine openai needs --upstream URL (e.g. http://127.0.0.1:8080/v1)")
         from .openai_compat import OpenAICompatibleEngine
 
-        return OpenAICompatibleEngine(upstream, api_key=api_key)
+        return OpenAICompatibleEngine(upstream, api_key=api_key, timeouts=timeouts)
     return DemoEngine(
         tuple(models or DEMO_MODELS),
         first_token_delay=first_token_delay,

@@ -58,6 +58,8 @@ class WorkerService:
     #: Seconds an issued receipt waits for others to share its ledger transaction.
     batch_window: float = 0.02
     admission: Admission = field(init=False)
+    #: When this service started, ms since the epoch (the ``created`` of its models).
+    started_at_ms: int = field(init=False)
     issued: Batches[SignedReceipt] = field(init=False)
     #: Credit each requester spent in receipts issued but not yet in the ledger.
     _unstored: Counter[str] = field(default_factory=Counter, init=False)
@@ -65,6 +67,7 @@ class WorkerService:
     _models_at: float = field(default=float("-inf"), init=False)
 
     def __post_init__(self) -> None:
+        self.started_at_ms = self.clock_ms()
         self.admission = Admission(self.settings.concurrency, self.settings.max_queue)
         self.issued = Batches(self._store_issued, window=self.batch_window, what="issued receipts")
 
