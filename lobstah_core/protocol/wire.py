@@ -65,10 +65,23 @@ def parse_model(model_type: type[M], value: M | dict[str, Any]) -> M:
 
 
 def describe_validation_error(exc: ValidationError) -> str:
-    """One readable line for the first problem pydantic found, e.g. ``messages.0.role: ...``."""
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"]) or "body"
-    return f"{where}: {error['msg']}"
+    """One readable line for the problem pydantic found, e.g. ``messages.0.role: ...``.
+
+    Where a value could take several shapes (a message's content: a string or a list of parts)
+    the deepest problem is the one meant, and pydantic's names for the shapes (``str``,
+    ``list[...]``) are left out of the path.
+    """
+    errors = exc.errors()
+    error = max(errors, key=lambda e: len(e["loc"]))
+    parts = [str(part) for part in error["loc"] if not _is_shape_label(part)]
+    return f"{'.'.join(parts) or 'body'}: {error['msg']}"
+
+
+_SHAPE_LABELS = frozenset({"str", "int", "float", "bool", "dict", "list", "none", "function-after", "function-before"})
+
+
+def _is_shape_label(part: object) -> bool:
+    return isinstance(part, str) and ("[" in part or part in _SHAPE_LABELS)
 
 
 def sign_object(body: dict[str, Any], identity: Identity) -> str:

@@ -1,8 +1,9 @@
 """Relaying a peer's answer to the client: plain bodies, and SSE streams event by event.
 
 A stream is committed (200 and headers to the client) as soon as the dispatch core has a 2xx
-status line from the peer; while the first event is pending, a ``: keep-alive`` comment goes
-out every :data:`KEEPALIVE_S` so the client and anything between know the stream is alive.
+status line from the peer; whenever it is silent for :data:`KEEPALIVE_S` (waiting for the first
+token, say), a ``: keep-alive`` comment goes out so the client and anything between know the
+stream is alive.
 Events pass through whole, with the receipt comment taken out. A peer that fails after the
 commit ends the stream with one error event and ``[DONE]`` (the shared HTTP layer writes them).
 """
@@ -10,7 +11,7 @@ commit ends the stream with one error event and ``[DONE]`` (the shared HTTP laye
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
 
 from aiohttp import web
 
@@ -39,42 +40,51 @@ async def relay_stream(
     """Stream the first peer's answer to ``call`` to the client, event by event."""
     async with dispatcher.stream(call) as stream:
         response = await open_event_stream(request)
-        relay = SseRelay()
-        chunks = stream.chunks()
-        first = await _first_events(chunks, relay, response)
-        if not first:
+        relay, beat = SseRelay(), _Heartbeat(response)
+        try:
+            async for chunk in stream.chunks():
+                events = relay.feed(chunk)
+                if events:
+                    beat.last_write = asyncio.get_running_loop().time()
+                    await response.write(events)
+            rest = relay.finish()
+            if rest:
+                await response.write(rest)
+        finally:
+            await beat.stop()
+        if not relay.seen_event:
             dispatcher.health.failed(stream.peer.pubkey, "ended its answer before any event")
             raise PeerFailedMidStream(f"peer {stream.peer.name} failed mid-stream: it ended its answer before any event")
-        await response.write(first)
-        async for chunk in chunks:
-            events = relay.feed(chunk)
-            if events:
-                await response.write(events)
-        rest = relay.finish()
-        if rest:
-            await response.write(rest)
         peer = stream.peer
     await response.write_eof()
     desk.accept_later(relay.receipt, peer.pubkey)
     return response
 
 
-async def _first_events(chunks: AsyncIterator[bytes], relay: SseRelay, response: web.StreamResponse) -> bytes:
-    """Read until a complete event is in, with a keep-alive comment every KEEPALIVE_S;
-    ``b""`` if the answer ended before any."""
-    while True:
-        pending = asyncio.ensure_future(anext(chunks, b""))
-        try:
-            while not (await asyncio.wait({pending}, timeout=KEEPALIVE_S))[0]:
-                await response.write(b": keep-alive\n\n")
-        finally:
-            pending.cancel()  # a no-op once it is done; stops the read if the client left
-        chunk = pending.result()
-        if not chunk:
-            return b""
-        events = relay.feed(chunk)
-        if events:
-            return events
+class _Heartbeat:
+    """Writes ``: keep-alive`` whenever the stream has been silent for KEEPALIVE_S.
+
+    Safe beside the relay's writes: those always hold whole events, so a comment can only
+    land between two events, where SSE clients ignore it.
+    """
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        self.last_write = asyncio.get_running_loop().time()
+        self._response = response
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(max(0.0, self.last_write + KEEPALIVE_S - loop.time()))
+            if loop.time() - self.last_write >= KEEPALIVE_S:
+                self.last_write = loop.time()
+                await self._response.write(b": keep-alive\n\n")
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError, RuntimeError):
+            await self._task
 
 
 class SseRelay:
@@ -90,6 +100,8 @@ class SseRelay:
         self._buffer = b""
         #: The receipt comment's base64 value, once seen.
         self.receipt: str | None = None
+        #: Whether any complete event has come through.
+        self.seen_event = False
 
     def feed(self, chunk: bytes) -> bytes:
         """Add bytes off the wire; returns the complete events to pass on (maybe none)."""
@@ -98,12 +110,16 @@ class SseRelay:
         if end == 0:
             return b""
         complete, self._buffer = self._buffer[:end], self._buffer[end:]
+        self.seen_event = True
         return self._strip_receipt(complete)
 
     def finish(self) -> bytes:
         """What is left when the stream ends (an unterminated last event)."""
         rest, self._buffer = self._buffer, b""
-        return self._strip_receipt(rest) if rest.strip() else b""
+        if not rest.strip():
+            return b""
+        self.seen_event = True
+        return self._strip_receipt(rest)
 
     def _strip_receipt(self, events: bytes) -> bytes:
         """``events`` without the receipt comment event (every other byte passes unchanged)."""
