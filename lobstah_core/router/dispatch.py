@@ -34,11 +34,11 @@ import json
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import AllPeersFailed, LobstahError, ModelNotFound, NoCapablePeer, NoPeers, UnsafeUrl
+from ..errors import AllPeersFailed, LobstahError, ModelNotFound, NoCapablePeer, NoPeers, RetryLater, UnsafeUrl
 from ..protocol.identity import Identity
 from ..protocol.model_names import lists_model
 from ..protocol.request_signing import sign_request
@@ -90,15 +90,11 @@ class PeerFailedMidStream(LobstahError):
     status = 502
 
 
-class AllPeersBusy(LobstahError):
+class AllPeersBusy(RetryLater):
     """Every candidate was busy; ``retry_after`` is the smallest wait any of them asked for."""
 
     type = "rate_limited"
     status = 429
-
-    def __init__(self, message: str, retry_after: int, **details: Any) -> None:
-        super().__init__(message, **details)
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -240,12 +236,8 @@ class Dispatcher:
             PeerRefused, AllPeersBusy, AllPeersFailed, and what :meth:`candidates` raises.
         """
         attempts = _Attempts()
-        for peer in self.candidates(call.model, call.tier):
-            with self.health.attempt(peer.pubkey):
-                started = time.perf_counter()
-                reply = await self._send(call, peer, attempts)
-                if reply is None:
-                    continue
+        async with aclosing(self._replies(call, attempts)) as replies:
+            async for peer, reply, started in replies:
                 try:
                     body = await reply.read()
                 except PeerUnreachable as exc:
@@ -270,12 +262,8 @@ class Dispatcher:
             PeerRefused, AllPeersBusy, AllPeersFailed, and what :meth:`candidates` raises.
         """
         attempts = _Attempts()
-        for peer in self.candidates(call.model, call.tier):
-            with self.health.attempt(peer.pubkey):
-                started = time.perf_counter()
-                reply = await self._send(call, peer, attempts)
-                if reply is None:
-                    continue
+        async with aclosing(self._replies(call, attempts)) as replies:
+            async for peer, reply, started in replies:
                 stream = Stream(peer, reply.status, reply.headers, reply, self.health, started)
                 try:
                     yield stream
@@ -285,6 +273,16 @@ class Dispatcher:
                     self.health.succeeded(peer.pubkey, stream.ttfb_ms or 0.0, _ms_since(started))
                 return
         raise attempts.give_up()
+
+    async def _replies(self, call: Call, attempts: _Attempts) -> AsyncIterator[tuple[Peer, PeerReply, float]]:
+        """Each candidate's 2xx reply in turn, with the time its request started; every
+        attempt counted in flight until the consumer asks for the next one or stops."""
+        for peer in self.candidates(call.model, call.tier):
+            with self.health.attempt(peer.pubkey):
+                started = time.perf_counter()
+                reply = await self._send(call, peer, attempts)
+                if reply is not None:
+                    yield peer, reply, started
 
     async def _send(self, call: Call, peer: Peer, attempts: _Attempts) -> PeerReply | None:
         """One attempt: the peer's 2xx reply (body unread), or ``None`` to try the next peer.
