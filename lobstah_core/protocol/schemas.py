@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from .announcements import SignedAnnouncement, Tier
 from .receipts import SignedReceipt
-from .wire import Pubkey, WireModel
+from .wire import EpochMs, Pubkey, SafeCount, WireModel
 
 __all__ = [
     "ContentPart",
@@ -91,7 +91,7 @@ class JobAccepted(WireModel):
 
     job_id: str
     status: JobStatus
-    created_at: int
+    created_at: EpochMs
 
 
 class ErrorDetail(BaseModel):
@@ -112,9 +112,9 @@ class JobRecord(WireModel):
 
     job_id: str
     status: JobStatus
-    created_at: int
-    started_at: int | None = None
-    completed_at: int | None = None
+    created_at: EpochMs
+    started_at: EpochMs | None = None
+    completed_at: EpochMs | None = None
     result: dict[str, Any] | None = None
     signed_receipt: SignedReceipt | None = None
     error: ErrorDetail | None = None
@@ -122,10 +122,10 @@ class JobRecord(WireModel):
 
 
 class JobCounts(BaseModel):
-    queued: int = 0
-    running: int = 0
-    done: int = 0
-    error: int = 0
+    queued: SafeCount = 0
+    running: SafeCount = 0
+    done: SafeCount = 0
+    error: SafeCount = 0
 
 
 class Capacity(WireModel):
@@ -134,9 +134,9 @@ class Capacity(WireModel):
     pubkey: Pubkey
     models: list[str]
     #: Requests queued plus running right now.
-    queue_depth: StrictInt = Field(ge=0)
+    queue_depth: SafeCount
     tier: Tier = "best-effort"
-    concurrency: int | None = None
+    concurrency: SafeCount | None = None
     job_counts: JobCounts | None = None
 
 
@@ -194,7 +194,7 @@ class TrackerPeers(BaseModel):
     """``GET /peers`` of a tracker."""
 
     version: Literal[1] = 1
-    count: int
+    count: SafeCount
     peers: list[SignedAnnouncement]
 
 
@@ -203,8 +203,8 @@ class AnnounceAccepted(WireModel):
 
     ok: Literal[True] = True
     pubkey: Pubkey
-    ttl_seconds: int
-    registered_count: int
+    ttl_seconds: SafeCount
+    registered_count: SafeCount
 
 
 class UnannounceResult(BaseModel):
