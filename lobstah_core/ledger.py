@@ -28,6 +28,7 @@ from .config import ALLOWANCE
 from .errors import LedgerError, MalformedMessage, ProtocolError
 from .protocol.receipts import SignedReceipt, verify_receipt
 from .protocol.schemas import Balance, BalanceTotals, SelfBalance
+from .protocol.wire import parse_json
 
 __all__ = ["Ledger", "AddResult", "ImportReport", "BalanceBucket", "iter_lines"]
 
@@ -356,11 +357,7 @@ def _verified_rows(items: list[str | dict[str, Any]]) -> list[_Outcome]:
     outcomes: list[_Outcome] = []
     for item in items:
         try:
-            body = json.loads(item) if isinstance(item, str) else item
-        except ValueError as exc:
-            outcomes.append(_Refusal("malformed", f"not JSON ({exc})"))
-            continue
-        try:
+            body = parse_json(item) if isinstance(item, str) else item
             outcomes.append(_row(verify_receipt(body)))
         except MalformedMessage as exc:
             outcomes.append(_Refusal("malformed", exc.message))
