@@ -165,3 +165,12 @@ async def test_one_poison_entry_in_a_tracker_list_costs_only_itself(tmp_path: Pa
     assert sorted(report.added) == sorted(a["announcement"]["pubkey"] for a in honest)
     assert report.rejected == [(WORKER_ID.pubkey, report.rejected[0][1])] and "malformed" in report.rejected[0][1]
     assert len(store.load()) == 2
+
+
+async def test_cloud_metadata_urls_are_never_merged(tmp_path: Path) -> None:
+    store = PeerStore(tmp_path / "peers.json")
+    urls = ("http://[fd00:ec2::254]/", "http://100.100.100.200/", "http://[64:ff9b::a9fe:a9fe]:17474")
+    raw = [signed(Identity.from_seed(bytes([20 + n]) * 32), url) for n, url in enumerate(urls)]
+    report = await merge_announcements(raw, store, "tracker", UrlPolicy(block_private=False), now_ms())
+    assert report.added == [] and len(report.rejected) == 3
+    assert store.load() == []
