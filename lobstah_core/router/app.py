@@ -30,7 +30,9 @@ from .jobs import RouterJobs
 from .peers import PeerStore
 from .proxy import Proxy
 from .receipts import ReceiptDesk
+from .reconcile import Reconciler
 from .transport import AiohttpTransport, PeerTransport
+from .url_guard import PeerUrlGuard
 
 __all__ = ["create_app", "Router", "ROUTER"]
 
@@ -50,6 +52,9 @@ class Router:
     ledger: Ledger
     directory: PeerDirectory
     desk: ReceiptDesk
+    #: Pulls the receipts the desk missed from the workers used; the proxy calls its
+    #: ``recover_later(peer)`` after an answer whose receipt did not arrive.
+    reconciler: Reconciler
     proxy: Proxy
     jobs: RouterJobs
     clock_ms: Callable[[], int]
@@ -89,12 +94,18 @@ def create_app(
         directory.reload()
         await directory.refresh()
         desk = ReceiptDesk(identity.pubkey, ledger, events, clock_ms)
-        proxy = Proxy(identity, directory, peer_transport, desk, clock_ms, UrlPolicy.from_env(os.environ))
+        url_policy = UrlPolicy.from_env(os.environ)
+        reconciler = Reconciler(identity, directory, peer_transport, desk, ledger, events, clock_ms,
+                                url_guard=PeerUrlGuard(url_policy), interval=settings.reconcile_interval)
+        await reconciler.start()
+        proxy = Proxy(identity, directory, peer_transport, desk, clock_ms, url_policy)
         job_map = JobMap(home / "router-jobs.sqlite3")
         jobs = RouterJobs(identity, proxy, peer_transport, desk, job_map, clock_ms)
-        app[ROUTER] = Router(identity, settings, events, ledger, directory, desk, proxy, jobs, clock_ms)
+        app[ROUTER] = Router(identity, settings, events, ledger, directory, desk, reconciler, proxy, jobs, clock_ms)
         background = asyncio.create_task(directory.run())
+        reconciling = asyncio.create_task(reconciler.run())
         yield
+        await cancel_and_wait(reconciling)
         await cancel_and_wait(background)
         await directory.close()
         await desk.drain()

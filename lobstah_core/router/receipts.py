@@ -111,6 +111,8 @@ class ReceiptDesk:
         #: Rejected receipts by reason.
         self.rejected: Counter[str] = Counter()
         self.accepted = 0
+        #: Every peer whose answers came through this desk since start: the peers used.
+        self.peers: set[str] = set()
         self._batches: Batches[tuple[Submitted, str, Usage | None]] = Batches(
             self._settle, window=batch_window, what="received receipts"
         )
@@ -128,6 +130,33 @@ class ReceiptDesk:
                 claims more is refused as ``inflated``.
         """
         self._batches.add((value, peer, usage))
+
+    async def recover(self, served: list[Any], peer: str) -> int:
+        """Ledger the receipts ``peer`` served when we asked for ours (WIRE.md "[ext]
+        reconciliation") that we lack: every check but freshness, one receipt at a time.
+
+        Known nonces are skipped quietly (pages overlap, and most were ledgered as they came);
+        refusals are counted and published like any other.
+
+        Returns:
+            How many receipts entered the ledger.
+        """
+        nonces = {index: nonce for index, item in enumerate(served) if (nonce := _nonce_of(item)) is not None}
+        known = await asyncio.to_thread(self._ledger.known_nonces, list(nonces.values()))
+        checked: list[SignedReceipt | Rejection] = []
+        for index, item in enumerate(served):
+            if nonces.get(index) not in known:
+                checked.append(check_receipt(item, self.pubkey, peer, None))
+                await asyncio.sleep(0)  # as in _settle: requests keep flowing meanwhile
+        good = [result for result in checked if isinstance(result, SignedReceipt)]
+        added = iter(await asyncio.to_thread(self._ledger.add_verified, good))
+        recovered = 0
+        for result in checked:
+            if isinstance(result, SignedReceipt) and not next(added):
+                continue  # ledgered meanwhile, as it arrived with its answer
+            self._record(peer, result)
+            recovered += isinstance(result, SignedReceipt)
+        return recovered
 
     async def drain(self) -> None:
         """Wait for receipts still being checked (on shutdown, and in tests)."""
@@ -151,6 +180,7 @@ class ReceiptDesk:
             self._record(peer, result)
 
     def _record(self, peer: str, result: SignedReceipt | Rejection) -> None:
+        self.peers.add(peer)
         if isinstance(result, Rejection):
             self.rejected[result.reason] += 1
             self._bus.publish(ReceiptRejected(self._clock_ms(), peer, result.reason, result.message))
@@ -162,3 +192,10 @@ class ReceiptDesk:
                 self._clock_ms(), peer, receipt.model, receipt.input_tokens, receipt.output_tokens, receipt.nonce
             )
         )
+
+
+def _nonce_of(item: Any) -> str | None:
+    """The nonce a served signed receipt claims, if it has the shape to claim one."""
+    receipt = item.get("receipt") if isinstance(item, dict) else None
+    nonce = receipt.get("nonce") if isinstance(receipt, dict) else None
+    return nonce if isinstance(nonce, str) else None

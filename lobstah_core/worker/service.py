@@ -74,9 +74,13 @@ class WorkerService:
         self.issued = Batches(self._store_issued, window=self.batch_window, what="issued receipts")
 
     def authenticate(
-        self, headers: Mapping[str, str], method: str, path: str, body: bytes
+        self, headers: Mapping[str, str], method: str, path: str, body: bytes, *, signed_only: bool = False
     ) -> str:
         """The requester of a request: verified if signed, claimed if not, else anonymous.
+
+        Args:
+            signed_only: refuse an unsigned request whatever the settings say (a requester's
+                own receipts are served only to that requester, proven).
 
         Raises:
             Unauthorized: a signature that does not verify, or none when one is required.
@@ -87,8 +91,8 @@ class WorkerService:
             raise Unauthorized(f"bad request signature: {exc.message}") from None
         if verified is not None:
             return verified
-        if self.settings.require_signed_requests:
-            raise Unauthorized("this worker only serves signed requests (x-lobstah-signature)")
+        if self.settings.require_signed_requests or signed_only:
+            raise Unauthorized("this needs a signed request (x-lobstah-signature)")
         return headers.get(REQUESTER_HEADER) or ANONYMOUS
 
     async def check_credit(self, requester: str) -> None:
