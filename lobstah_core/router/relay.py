@@ -12,32 +12,64 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 
 from aiohttp import web
 
 from ..http import open_event_stream
 from ..protocol.receipts import RECEIPT_COMMENT, RECEIPT_HEADER
+from ..engines.base import Usage, usage_of
 from .dispatch import Call, Dispatcher, PeerFailedMidStream
 from .receipts import ReceiptDesk
+from .reconcile import Reconciler
 
-__all__ = ["relay_plain", "relay_stream", "SseRelay", "KEEPALIVE_S"]
+__all__ = ["relay_plain", "relay_stream", "Settlement", "SseRelay", "KEEPALIVE_S"]
 
 #: Seconds between keep-alive comments while the first event is pending.
 KEEPALIVE_S = 5.0
 
 
-async def relay_plain(dispatcher: Dispatcher, desk: ReceiptDesk, call: Call) -> web.Response:
-    """The first peer's whole answer to ``call``; its receipt goes to ``desk`` meanwhile."""
+class Settlement:
+    """Where a relayed answer's receipt goes: the receipt desk (checked against the usage the
+    answer reported, issue 15 "inflated"), and the reconciler when no receipt came."""
+
+    def __init__(self, desk: ReceiptDesk, reconciler: Reconciler | None = None) -> None:
+        self.desk, self.reconciler = desk, reconciler
+
+    def settle(self, receipt: str | None, peer: str, usage: Usage | None) -> None:
+        """Hand ``receipt`` (a header or comment value) from ``peer`` over, never blocking."""
+        self.desk.accept_later(receipt, peer, usage)
+        if receipt is None:
+            self.missing(peer)
+
+    def missing(self, peer: str) -> None:
+        """An answer from ``peer`` ended without its receipt: pull it from the peer soon."""
+        if self.reconciler is not None:
+            self.reconciler.recover_later(peer)
+
+
+async def relay_plain(dispatcher: Dispatcher, settlement: Settlement, call: Call) -> web.Response:
+    """The first peer's whole answer to ``call``; its receipt is settled meanwhile."""
     answer = await dispatcher.fetch(call)
     # The client's answer does not wait for the receipt's verification and ledger write.
-    desk.accept_later(answer.headers.get(RECEIPT_HEADER), answer.peer.pubkey)
+    settlement.settle(answer.headers.get(RECEIPT_HEADER), answer.peer.pubkey, _usage_in(answer.body))
     return web.Response(body=answer.body, status=answer.status, content_type="application/json")
 
 
 async def relay_stream(
-    request: web.Request, dispatcher: Dispatcher, desk: ReceiptDesk, call: Call
+    request: web.Request, dispatcher: Dispatcher, settlement: Settlement, call: Call
 ) -> web.StreamResponse:
     """Stream the first peer's answer to ``call`` to the client, event by event."""
+    try:
+        return await _relay_stream(request, dispatcher, settlement, call)
+    except PeerFailedMidStream as failed:
+        settlement.missing(failed.peer)
+        raise
+
+
+async def _relay_stream(
+    request: web.Request, dispatcher: Dispatcher, settlement: Settlement, call: Call
+) -> web.StreamResponse:
     async with dispatcher.stream(call) as stream:
         response = await open_event_stream(request)
         relay, beat = SseRelay(), _Heartbeat(response)
@@ -54,11 +86,23 @@ async def relay_stream(
             await beat.stop()
         if not relay.seen_event:
             dispatcher.health.failed(stream.peer.pubkey, "ended its answer before any event")
-            raise PeerFailedMidStream(f"peer {stream.peer.name} failed mid-stream: it ended its answer before any event")
+            raise PeerFailedMidStream(
+                f"peer {stream.peer.name} failed mid-stream: it ended its answer before any event", stream.peer.pubkey
+            )
         peer = stream.peer
     await response.write_eof()
-    desk.accept_later(relay.receipt, peer.pubkey)
+    settlement.settle(relay.receipt, peer.pubkey, _usage_in(relay.usage_event))
     return response
+
+
+def _usage_in(body: bytes | None) -> Usage | None:
+    """The ``usage`` a completion or chunk (JSON bytes) reports, if any."""
+    if not body or b'"usage"' not in body:
+        return None
+    try:
+        return usage_of(json.loads(body))
+    except (ValueError, RecursionError, AttributeError):
+        return None
 
 
 class _Heartbeat:
@@ -102,6 +146,8 @@ class SseRelay:
         self.receipt: str | None = None
         #: Whether any complete event has come through.
         self.seen_event = False
+        #: The data of the last event that reported ``usage`` (the worker's usage chunk).
+        self.usage_event: bytes | None = None
 
     def feed(self, chunk: bytes) -> bytes:
         """Add bytes off the wire; returns the complete events to pass on (maybe none)."""
@@ -111,7 +157,16 @@ class SseRelay:
             return b""
         complete, self._buffer = self._buffer[:end], self._buffer[end:]
         self.seen_event = True
+        if b'"usage":{' in complete:
+            self._note_usage(complete)
         return self._strip_receipt(complete)
+
+    def _note_usage(self, events: bytes) -> None:
+        at = events.rfind(b'"usage":{')
+        start = events.rfind(b"data:", 0, at)
+        end = _event_end_from(events, at)
+        if start >= 0:
+            self.usage_event = events[start + 5 : end].strip()
 
     def finish(self) -> bytes:
         """What is left when the stream ends (an unterminated last event)."""

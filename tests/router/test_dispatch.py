@@ -173,8 +173,9 @@ async def test_a_plain_answer_that_goes_quiet_fails_over(tmp_path: Path) -> None
 
 
 async def test_a_slow_but_steady_answer_is_never_cut(tmp_path: Path) -> None:
-    # 10 pieces 30 ms apart: 300 ms in all, far over each phase limit (50 ms), never idle.
-    dispatcher = grid(tmp_path, streaming(*[b"x"] * 10, pause=0.03))
+    # 10 pieces 0.1 s apart: a second in all, far over each phase limit (0.3 s), never idle.
+    dispatcher = grid(tmp_path, streaming(*[b"x"] * 10, pause=0.1))
+    dispatcher.timeouts = Timeouts(connect_s=1, first_byte_s=0.3, idle_s=0.3)
     assert (await dispatcher.fetch(CALL)).body == b"x" * 10
 
 

@@ -410,3 +410,42 @@ async def test_receipts_match_what_the_client_saw_without_upstream_usage(upstrea
     comment = next(e for e in text.split("\n\n") if e.startswith(":lobstah-receipt:"))
     receipt = verify_receipt(decode_receipt_header(comment.removeprefix(":lobstah-receipt:"))).receipt
     assert receipt.output_tokens == 3 and receipt.input_tokens == 1
+
+
+# 20: a client's keep-alive connection survives an idle gap shorter than the server's limit
+async def test_a_kept_alive_connection_serves_after_an_idle_gap(through: Any) -> None:
+    router = await through(DemoEngine(first_token_delay=0, tokens_per_second=0))
+    host, port = router.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        for gap in (0.0, 1.5):
+            await asyncio.sleep(gap)
+            writer.write(f"GET /v1/models HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert head.startswith(b"HTTP/1.1 200")
+            length = int(next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")).split(b":")[1])
+            assert json.loads(await reader.readexactly(length))["object"] == "list"
+    finally:
+        writer.close()
+
+
+# 05: a client that hangs up mid-stream frees everything on the way
+async def test_a_client_hanging_up_mid_stream_frees_the_slot_and_in_flight(through: Any, start_worker: StartWorker) -> None:
+    router = await through(DemoEngine(first_token_delay=0, tokens_per_second=5), concurrency=1, max_queue=0)
+    worker = start_worker.servers[0]  # type: ignore[attr-defined]
+    async with httpx.AsyncClient(base_url=router, timeout=20) as http:
+        async with http.stream("POST", "/v1/chat/completions", json={"model": "demo-fast", "messages": HI, "stream": True}) as streamed:
+            async for line in streamed.aiter_lines():
+                if '"content":"' in line and '"content":""' not in line:
+                    break  # the first token: hang up
+        for _ in range(250):  # bounded: 5 s
+            peers = (await http.get("/peers")).json()
+            capacity = (await http.get(worker.url + "/capacity")).json()
+            if peers[0]["health"]["inFlight"] == 0 and capacity["queueDepth"] == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert peers[0]["health"]["inFlight"] == 0 and capacity["queueDepth"] == 0
+        assert peers[0]["health"]["consecutiveFailures"] == 0  # the client leaving is nobody's fault
+        after = await http.post("/v1/chat/completions", json={"model": "demo-fast", "messages": HI, "max_tokens": 2})
+    assert after.status_code == 200
