@@ -449,3 +449,53 @@ async def test_a_client_hanging_up_mid_stream_frees_the_slot_and_in_flight(throu
         assert peers[0]["health"]["consecutiveFailures"] == 0  # the client leaving is nobody's fault
         after = await http.post("/v1/chat/completions", json={"model": "demo-fast", "messages": HI, "max_tokens": 2})
     assert after.status_code == 200
+
+
+def receipt_stripping_front(worker_url: str) -> web.Application:
+    """A pass-through to a worker that loses every receipt on the way (header and comment), as
+    a crash between the worker's answer and the router's ledger would."""
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        headers = {k: v for k, v in request.headers.items() if k.lower().startswith(("content-type", "x-lobstah-"))}
+        async with aiohttp_session() as session, session.request(
+            request.method, worker_url + request.path_qs, data=await request.read(), headers=headers
+        ) as upstream_answer:
+            kept = {k: v for k, v in upstream_answer.headers.items()
+                    if k.lower() == "content-type" or (k.lower().startswith("x-lobstah-") and "receipt" not in k.lower())}
+            response = web.StreamResponse(status=upstream_answer.status, headers=kept)
+            await response.prepare(request)
+            body = await upstream_answer.read()
+            events = [e for e in body.split(b"\n\n") if not e.startswith(b":lobstah-receipt:")]
+            await response.write(b"\n\n".join(events))
+            return response
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", forward)
+    return app
+
+
+def aiohttp_session() -> Any:
+    import aiohttp
+
+    return aiohttp.ClientSession()
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_a_receipt_lost_on_the_way_is_recovered_by_reconciliation(
+    start_worker: StartWorker, start_router: StartRouter, router_home: Path, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    from lobstah_core.router import reconcile
+
+    monkeypatch.setattr(reconcile, "RECOVER_DELAY_S", 0.05)
+    worker = await start_worker(DemoEngine(first_token_delay=0, tokens_per_second=0))
+    front = await RunningServer(receipt_stripping_front(worker.url), "127.0.0.1", 0, "front").start()
+    try:
+        add_peer(router_home, front, WORKER.pubkey, label="w1")
+        router = await start_router()
+        async with httpx.AsyncClient(base_url=router.url, timeout=20) as http:
+            answer = await http.post("/v1/chat/completions", json={"model": "demo-fast", "messages": HI, "stream": stream})
+        assert answer.status_code == 200
+        recovered = await ledgered(router_home, 1)
+        assert len(recovered) == 1 and recovered[0].receipt.worker_pubkey == WORKER.pubkey
+    finally:
+        await front.stop()
