@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from .protocol.announcements import Tier
+from .timeouts import Timeouts
 
 __all__ = ["Settings", "WorkerSettings", "RouterSettings", "AdvertiseSettings", "WORKER_PORT", "ROUTER_PORT", "TRACKER_PORT", "DEFAULT_HOST", "ALLOWANCE"]
 
@@ -90,12 +91,28 @@ class RouterSettings(BaseModel):
     capacity_interval: float = Field(default=15.0, gt=0)
     #: Seconds a capacity probe may take.
     probe_timeout: float = Field(default=2.0, gt=0)
-    #: Seconds to connect to a peer, and to wait between bytes of its answer.
-    connect_timeout: float = Field(default=5.0, gt=0)
-    read_timeout: float = Field(default=300.0, gt=0)
+    #: Timeouts by phase of a call to a peer, in seconds (see lobstah_core/timeouts.py):
+    #: connecting; the status line (a stream's once the engine accepted, a plain answer's once
+    #: it is ready); silence between pieces of the body; the whole call (None: no limit).
+    connect_timeout: float = Field(default=5.0, gt=0, le=3600)
+    first_byte_timeout: float = Field(default=120.0, gt=0, le=86400)
+    idle_timeout: float = Field(default=60.0, gt=0, le=86400)
+    total_timeout: float | None = Field(default=None, gt=0, le=86400)
+    #: Browser origins allowed besides loopback pages (``*``: any); also $LOBSTAH_ORIGINS.
+    cors_origins: list[str] = []
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     #: How long a peer that failed twice in a row is left out (WIRE.md: 30 s).
     exclusion_seconds: float = Field(default=30.0, gt=0)
+
+    def timeouts(self) -> Timeouts:
+        """The phase timeouts of calls to peers."""
+        return Timeouts(self.connect_timeout, self.first_byte_timeout, self.idle_timeout, self.total_timeout)
+
+    def all_cors_origins(self, environ: Mapping[str, str] | None = None) -> list[str]:
+        """``cors_origins`` plus the comma-separated ``$LOBSTAH_ORIGINS``."""
+        env = os.environ if environ is None else environ
+        extra = [o.strip() for o in env.get("LOBSTAH_ORIGINS", "").split(",") if o.strip()]
+        return [*self.cors_origins, *extra]
 
 
 class AdvertiseSettings(BaseModel):

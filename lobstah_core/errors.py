@@ -207,10 +207,16 @@ class NoPeers(LobstahError):
 
 
 class NoCapablePeer(LobstahError):
-    """No healthy peer serves the requested model."""
+    """Peers serve the requested model but none can take it now (all excluded, or not
+    reachable); ``retry_after`` seconds is when one may be back (WIRE.md "[ext] who is to
+    blame")."""
 
     type = "no_capable_peer"
     status = 503
+
+    def __init__(self, message: str, retry_after: int = 1, **details: object) -> None:
+        super().__init__(message, **details)
+        self.retry_after = retry_after
 
 
 class AllPeersFailed(LobstahError):

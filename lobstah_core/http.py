@@ -2,18 +2,28 @@
 
 Errors are mapped to responses once, here, in a middleware: handlers raise
 :class:`~lobstah_core.errors.LobstahError` subclasses and never build error bodies themselves.
+A streaming handler opens its stream with :func:`open_event_stream`; an error raised after that
+(the headers are gone) ends the stream with one error event instead of a second HTTP response
+(WIRE.md "[ext] streams commit late, fail cleanly"), for every streaming handler at once.
+
+Servers also close connections that sit idle or send their headers too slowly
+(:data:`IDLE_CONNECTION_S`), so idle clients cannot use up the process's open files, and
+aiohttp's own refusals of a malformed request (a header over 8 KiB, a bad request line) get the
+JSON error shape too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TextIO, TypeVar
 
-from aiohttp import web
+from aiohttp import http_exceptions, web
+from aiohttp.web_protocol import RequestHandler
 from pydantic import BaseModel, ValidationError
 
 from .errors import (
@@ -36,6 +46,9 @@ __all__ = [
     "MAX_BODY",
     "wait_for_shutdown",
     "serve_until_signal",
+    "open_event_stream",
+    "sse_error_event",
+    "IDLE_CONNECTION_S",
 ]
 
 log = logging.getLogger("lobstah")
@@ -45,6 +58,41 @@ M = TypeVar("M", bound=BaseModel)
 
 #: aiohttp's own refusals, re-expressed as the grid's error types.
 _HTTP_TYPES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+#: Seconds a connection may sit without a request, or take to send its headers, before the
+#: server closes it (long enough for clients' keep-alive pools, short enough that hundreds of
+#: idle sockets cannot exhaust a Mac's 256 open files).
+IDLE_CONNECTION_S = 20.0
+#: How a committed stream reports an error: bytes to write, then the stream ends.
+_OPEN_STREAM = web.RequestKey("open_stream", tuple)
+
+
+def sse_error_event(body: dict[str, Any]) -> bytes:
+    """An error body as the last events of an OpenAI SSE stream: the error, then ``[DONE]``."""
+    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\ndata: [DONE]\n\n"
+
+
+async def open_event_stream(
+    request: web.Request,
+    content_type: str = "text/event-stream",
+    failure: Callable[[dict[str, Any]], bytes] = sse_error_event,
+) -> web.StreamResponse:
+    """Commit a streamed answer: send 200 and the headers now, and register how an error
+    raised later ends it (``failure`` turns an error body into the stream's last bytes)."""
+    response = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    request[_OPEN_STREAM] = (response, failure)
+    return response
+
+
+async def _end_stream(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+    """End a committed stream with ``body`` as its error (nothing more if the client left)."""
+    response, failure = request[_OPEN_STREAM]
+    try:
+        await response.write(failure(body))
+        await response.write_eof()
+    except (ConnectionError, RuntimeError):
+        pass  # the client is gone, or the stream had already ended
+    return response
 
 
 def error_response(error: LobstahError) -> web.Response:
@@ -62,7 +110,12 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     try:
         return await handler(request)
     except LobstahError as error:
+        if _OPEN_STREAM in request:
+            log.warning("stream on %s ended by an error: %s", request.path, error.message)
+            return await _end_stream(request, error.to_body())
         return error_response(error)
+    except (ConnectionResetError, ConnectionAbortedError):
+        raise  # the client went away: nobody is left to tell
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -76,6 +129,8 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
         body = {"error": {"type": "internal_error", "message": "internal server error"}}
+        if _OPEN_STREAM in request:
+            return await _end_stream(request, body)
         return web.json_response(body, status=500)
 
 
@@ -129,13 +184,57 @@ def json_response(model: BaseModel | dict[str, Any] | list[Any], status: int = 2
     return web.json_response(body, status=status, **kwargs)
 
 
+class _JsonErrorHandler(RequestHandler):
+    """aiohttp's connection handler, answering its own refusals (a request it cannot parse)
+    in the JSON error shape instead of plain text."""
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs; raises if bytes were sent
+        if isinstance(exc, http_exceptions.LineTooLong):
+            status, kind = 431, "request_header_too_large"
+            text = f"a request line or header is longer than the server accepts ({exc.args[0] if exc.args else ''})"
+        elif status >= 500:
+            kind, text = "internal_error", "internal server error"
+        else:
+            kind = "bad_request"
+            text = f"malformed HTTP request: {getattr(exc, 'message', None) or message or exc or 'unreadable'}"
+        response = web.json_response({"error": {"type": kind, "message": text.strip()}}, status=status)
+        response.force_close()
+        return response
+
+
+class _Server(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _JsonErrorHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _AppRunner(web.AppRunner):
+    """``web.AppRunner`` whose connections use :class:`_JsonErrorHandler`."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _Server  # same state, one method more: its handlers answer JSON
+        return server
+
+
 class RunningServer:
-    """An app served on a port in the current event loop (what tests, ``serve`` and the CLI use)."""
+    """An app served on a port in the current event loop (what tests, ``serve`` and the CLI use).
+
+    Connections idle (or sending headers) for more than :data:`IDLE_CONNECTION_S` are closed.
+    """
 
     def __init__(self, app: web.Application, host: str, port: int, what: str) -> None:
         # handler_cancellation: a client that hangs up cancels its handler, and with it any
         # engine call or upstream request the handler was waiting on.
-        self.runner = web.AppRunner(app, handler_cancellation=True)
+        self.runner: web.AppRunner = _AppRunner(
+            app, handler_cancellation=True, keepalive_timeout=IDLE_CONNECTION_S
+        )
         self.host, self.port, self.what = host, port, what
 
     @property
@@ -213,3 +312,55 @@ async def serve_until_signal(
             await before_stop()
     finally:
         await server.stop()
+
+
+#: Browser origins allowed by default, as Ollama allows them: pages served from this machine.
+LOOPBACK_ORIGINS = ("http://localhost", "http://127.0.0.1", "http://[::1]", "https://localhost", "https://127.0.0.1", "https://[::1]")
+
+
+def origin_allowed(origin: str, extra: tuple[str, ...] | list[str]) -> bool:
+    """Whether a browser page from ``origin`` may call us: a loopback origin on any port, an
+    origin listed in ``extra`` exactly, or anything when ``extra`` holds ``*``."""
+    if "*" in extra or origin in extra:
+        return True
+    for base in LOOPBACK_ORIGINS:
+        if origin == base or (origin.startswith(base + ":") and origin[len(base) + 1 :].isdigit()):
+            return True
+    return False
+
+
+def install_cors(app: web.Application, extra_origins: tuple[str, ...] | list[str] = ()) -> None:
+    """CORS for browser clients (Fetch standard, "CORS protocol"), like Ollama's default.
+
+    Preflights (``OPTIONS`` with ``Access-Control-Request-Method``) from an allowed origin get
+    204 with the methods and headers they asked for; every answer to an allowed origin, streams
+    included, carries ``Access-Control-Allow-Origin``; other origins get no CORS headers (the
+    browser then keeps the answer from the page). Hand-written because aiohttp-cors has no
+    any-port loopback rule. Call before the app starts.
+    """
+    extra = tuple(extra_origins)
+
+    def allowed_origin(request: web.BaseRequest) -> str | None:
+        origin = request.headers.get("Origin")
+        return origin if origin is not None and origin_allowed(origin, extra) else None
+
+    @web.middleware
+    async def preflight(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            if allowed_origin(request) is not None:
+                return web.Response(status=204, headers={
+                    "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
+                    "Access-Control-Allow-Headers": request.headers.get(
+                        "Access-Control-Request-Headers", "Authorization, Content-Type"),
+                    "Access-Control-Max-Age": "600",
+                })
+        return await handler(request)
+
+    async def add_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
+        origin = allowed_origin(request)
+        if origin is not None:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+
+    app.middlewares.insert(0, preflight)
+    app.on_response_prepare.append(add_headers)

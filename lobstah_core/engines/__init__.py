@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
+from ..timeouts import Timeouts
 from .base import Usage, WorkerEngine
 from .demo import DEMO_MODELS, DemoEngine
 
@@ -28,6 +29,7 @@ def build_engine(
     first_token_delay: float = 0.0,
     tokens_per_second: float = 0.0,
     reply_tokens: int | None = None,
+    timeouts: Timeouts | None = None,
     model_path: str | None = None,
 ) -> WorkerEngine:
     """The engine called ``name``.
@@ -37,6 +39,8 @@ def build_engine(
             base URL (``openai``, required).
         models: for ``demo``, the model ids to serve; for ``llamacpp``, at most one: the id
             its model is served under.
+        timeouts: for ``ollama`` and ``openai``, the limits of each call to the upstream by
+            phase (default: see each engine).
         model_path: for ``llamacpp``, the ``.gguf`` file (default: the packaged SmolLM2).
 
     Raises:
@@ -46,13 +50,13 @@ def build_engine(
     if name == "ollama":
         from .ollama import OllamaEngine
 
-        return OllamaEngine(host=upstream)
+        return OllamaEngine(host=upstream, timeouts=timeouts)
     if name == "openai":
         if not upstream:
             raise ValueError("--engine openai needs --upstream URL (e.g. http://127.0.0.1:8080/v1)")
         from .openai_compat import OpenAICompatibleEngine
 
-        return OpenAICompatibleEngine(upstream, api_key=api_key)
+        return OpenAICompatibleEngine(upstream, api_key=api_key, timeouts=timeouts)
     if name == "llamacpp":
         if models and len(models) > 1:
             raise ValueError("--engine llamacpp serves one model: give --model NAME once")

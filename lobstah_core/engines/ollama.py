@@ -1,4 +1,12 @@
-"""The Ollama engine, through the official ``ollama`` ``AsyncClient``."""
+"""The Ollama engine, through the official ``ollama`` ``AsyncClient``.
+
+A stream yields nothing before Ollama has accepted the request (its first streamed part has
+arrived), so a refusal ("model does not support tools", 400) is raised before the worker
+commits its own stream. Who is to blame (engines/base.py): Ollama's 4xx other than
+401/403/404/408/429 is the request's fault (``EngineRejected``); 429, and 503 ("server busy,
+maximum pending requests exceeded"), are busy (``EngineBusy``); 404 for the model is
+``ModelNotFound``; anything else is ``EngineError``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,8 @@ from typing import Any
 import httpx
 import ollama
 
-from ..errors import EngineError, ModelNotFound
+from ..errors import EngineBusy, EngineError, EngineRejected, LobstahError, ModelNotFound
+from ..timeouts import Timeouts
 from .base import ChunkMaker, chat_completion
 from .ollama_translate import (
     finish_reason,
@@ -31,16 +40,21 @@ class OllamaEngine:
 
     name = "ollama"
 
-    def __init__(self, host: str | None = None, timeout: float = 600.0) -> None:
+    def __init__(self, host: str | None = None, timeouts: Timeouts | None = None) -> None:
         """
         Args:
             host: Ollama's address; default ``$OLLAMA_HOST`` or ``http://127.0.0.1:11434``.
-            timeout: seconds one call may take (long generations on a small machine).
+            timeouts: connect; silence before the first part (loading a model can take a
+                while) and between parts; never a limit on a whole, steadily flowing answer.
         """
         self.host = host or os.environ.get("OLLAMA_HOST") or DEFAULT_OLLAMA_HOST
         if "://" not in self.host:
             self.host = f"http://{self.host}"
-        self._client = ollama.AsyncClient(host=self.host, timeout=timeout)
+        limits = timeouts or Timeouts(connect_s=10.0, first_byte_s=300.0, idle_s=300.0)
+        read = max(limits.first_byte_s, limits.idle_s)  # httpx has one read limit for both
+        self._client = ollama.AsyncClient(
+            host=self.host, timeout=httpx.Timeout(read, connect=limits.connect_s, pool=limits.connect_s)
+        )
 
     async def models(self) -> list[str]:
         try:
@@ -63,10 +77,15 @@ class OllamaEngine:
         kwargs = to_ollama_chat(request)
         chunks = ChunkMaker(request["model"])
         try:
-            parts = await self._client.chat(**kwargs, stream=True)
-            yield chunks.delta({"role": "assistant", "content": ""})
+            parts = aiter(await self._client.chat(**kwargs, stream=True))
+            # The ollama client sends the request on the first read: wait for Ollama's answer.
+            first = await anext(parts, None)
+        except _CLIENT_ERRORS as exc:
+            raise self._error(exc, request["model"]) from None
+        yield chunks.delta({"role": "assistant", "content": ""})
+        try:
             tool_calls = 0
-            async for part in parts:
+            async for part in _chain(first, parts):
                 response = part.model_dump()
                 message = response.get("message") or {}
                 delta: dict[str, Any] = {}
@@ -87,13 +106,27 @@ class OllamaEngine:
     async def aclose(self) -> None:
         await self._client.close()
 
-    def _error(self, exc: Exception, model: str | None = None) -> EngineError:
+    def _error(self, exc: Exception, model: str | None = None) -> LobstahError:
         if isinstance(exc, ConnectionError | httpx.ConnectError):
             return EngineError(f"Ollama is not running at {self.host} (could not connect)")
         if isinstance(exc, ollama.ResponseError):
-            if exc.status_code == 404 and model is not None:
+            status = exc.status_code
+            if status == 404 and model is not None:
                 return ModelNotFound(f"Ollama at {self.host} has no model {model!r}: {exc.error}", model=model)
-            return EngineError(f"Ollama at {self.host} answered {exc.status_code}: {exc.error}")
+            if status in (429, 503):
+                busy = EngineBusy(f"Ollama at {self.host} is busy: {exc.error}", retry_after=1)
+                busy.status = status
+                return busy
+            if 400 <= status < 500 and status not in (401, 403, 408):
+                return EngineRejected(f"Ollama refused the request: {exc.error}", status=status)
+            return EngineError(f"Ollama at {self.host} answered {status}: {exc.error}")
         if isinstance(exc, httpx.TimeoutException):
             return EngineError(f"Ollama at {self.host} did not answer in time")
         return EngineError(f"Ollama at {self.host} failed: {exc}")
+
+
+async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    if first is not None:
+        yield first
+    async for item in rest:
+        yield item

@@ -7,16 +7,22 @@ heard of, and a worker must see them exactly as the client sent them.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from .announcements import SignedAnnouncement, Tier
 from .receipts import SignedReceipt
 from .wire import Pubkey, WireModel
 
+#: The largest token count a request may ask for (and a receipt may carry, issue 15).
+MAX_TOKEN_COUNT = 1_000_000_000
+
 __all__ = [
+    "MAX_TOKEN_COUNT",
     "ContentPart",
+    "TextPart",
+    "ImagePart",
     "ChatMessage",
     "StreamOptions",
     "ChatCompletionRequest",
@@ -46,34 +52,98 @@ class _OpenAIModel(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-class ContentPart(_OpenAIModel):
-    """One part of a multi-part message: ``{"type": "text", "text"}``, ``image_url``, ..."""
+class _Part(_OpenAIModel):
+    pass
 
-    type: str
+
+class TextPart(_Part):
+    """``{"type": "text", "text": "..."}``."""
+
+    type: Literal["text"]
+    text: StrictStr
+
+
+class ImageUrl(_OpenAIModel):
+    url: StrictStr = Field(min_length=1)
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(_Part):
+    """``{"type": "image_url", "image_url": {"url": "https://… or data:image/…;base64,…"}}``."""
+
+    type: Literal["image_url"]
+    image_url: ImageUrl
+
+
+class InputAudio(_OpenAIModel):
+    data: StrictStr
+    format: StrictStr
+
+
+class AudioPart(_Part):
+    type: Literal["input_audio"]
+    input_audio: InputAudio
+
+
+class FilePart(_Part):
+    type: Literal["file"]
+    file: dict[str, Any]
+
+
+class RefusalPart(_Part):
+    type: Literal["refusal"]
+    refusal: StrictStr
+
+
+#: One part of a multi-part message, validated by its ``type`` (OpenAI's chat API: text,
+#: image_url, input_audio, file, refusal); any other type, or a part with a field of the wrong
+#: type (``"text": 5``), is a 400 at the router and at the worker, never an engine crash.
+ContentPart = Annotated[
+    TextPart | ImagePart | AudioPart | FilePart | RefusalPart, Field(discriminator="type")
+]
 
 
 class ChatMessage(_OpenAIModel):
     """A chat message. Content is a string, a list of parts, or null (assistant tool calls)."""
 
     role: str = Field(min_length=1)
-    content: str | list[ContentPart] | None = None
+    content: StrictStr | list[ContentPart] | None = None
 
 
 class StreamOptions(_OpenAIModel):
     include_usage: StrictBool | None = None
 
 
+#: A token count a client may ask for: a positive integer (not 0, -1, 1.5, NaN or Infinity).
+TokenLimit = Annotated[StrictInt, Field(ge=1, le=MAX_TOKEN_COUNT)]
+
+
 class ChatCompletionRequest(_OpenAIModel):
-    """``POST /v1/chat/completions``: what routing needs, every other field kept as sent."""
+    """``POST /v1/chat/completions``: what routing needs, every other field kept as sent.
+
+    Optional fields may be sent as JSON ``null``, which means "not set" (OpenAI's schema types
+    them "X or null"): ``"stream": null`` is a plain answer.
+    """
 
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: StrictBool = False
+    stream: StrictBool | None = None
     stream_options: StreamOptions | None = None
+    #: How many choices to generate (engines that cannot refuse n > 1 with a 400).
+    n: Annotated[StrictInt, Field(ge=1, le=128)] | None = None
+    max_tokens: TokenLimit | None = None
+    max_completion_tokens: TokenLimit | None = None
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the client asked for a stream (``null`` and absent mean no)."""
+        return bool(self.stream)
 
     def to_body(self) -> dict[str, Any]:
-        """The request as JSON, unknown fields included, unset defaults left out."""
-        return self.model_dump(mode="json", exclude_unset=True)
+        """The request as JSON, unknown fields included; unset fields and top-level nulls
+        (the same thing, for OpenAI) left out."""
+        body = self.model_dump(mode="json", exclude_unset=True)
+        return {key: value for key, value in body.items() if value is not None}
 
 
 class JobRequest(ChatCompletionRequest):
@@ -141,8 +211,11 @@ class Capacity(WireModel):
 
 
 class ModelCard(BaseModel):
+    """One OpenAI Model object: ``id``, ``object``, ``created`` (Unix seconds), ``owned_by``."""
+
     id: str
     object: Literal["model"] = "model"
+    created: int
     owned_by: str
 
 

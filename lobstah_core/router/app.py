@@ -17,7 +17,8 @@ from ..clock import wall_clock_ms
 from ..config import RouterSettings
 from ..errors import Unauthorized
 from ..events import EventBus, event_to_json
-from ..http import MAX_BODY, error_middleware, json_response, parse_body, read_body
+from ..errors import ModelNotFound
+from ..http import MAX_BODY, error_middleware, install_cors, json_response, parse_body, read_body
 from ..ledger import Ledger
 from ..protocol.identity import Identity
 from ..protocol.schemas import ChatCompletionRequest, JobRequest, ModelCard, ModelList
@@ -28,14 +29,16 @@ from .health import HealthBook
 from .job_map import JobMap
 from .jobs import RouterJobs
 from .peers import PeerStore
-from .proxy import Proxy
+from .dispatch import Call, Dispatcher
 from .receipts import ReceiptDesk
+from .relay import relay_plain, relay_stream
 from .transport import AiohttpTransport, PeerTransport
 
 __all__ = ["create_app", "Router", "ROUTER"]
 
 #: How fresh a peer's capacity must be for /v1/models (WIRE.md: cached 30 s).
 MODELS_MAX_AGE_MS = 30_000
+CHAT_PATH = "/v1/chat/completions"
 #: A comment on /events this often keeps proxies from closing an idle stream.
 HEARTBEAT_S = 15.0
 
@@ -50,7 +53,7 @@ class Router:
     ledger: Ledger
     directory: PeerDirectory
     desk: ReceiptDesk
-    proxy: Proxy
+    dispatcher: Dispatcher
     jobs: RouterJobs
     clock_ms: Callable[[], int]
 
@@ -76,10 +79,11 @@ def create_app(
         middlewares=[error_middleware, *_api_key_middlewares(settings.api_key)],
     )
     app[MAX_BODY] = settings.max_body_bytes
+    install_cors(app, settings.all_cors_origins())
     events = bus or EventBus()
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        peer_transport = transport or AiohttpTransport(settings.connect_timeout, settings.read_timeout)
+        peer_transport = transport or AiohttpTransport(settings.timeouts())
         ledger = Ledger(home / "ledger.sqlite3")
         health = HealthBook(events, clock_ms, exclusion_ms=int(settings.exclusion_seconds * 1000))
         directory = PeerDirectory(
@@ -89,10 +93,12 @@ def create_app(
         directory.reload()
         await directory.refresh()
         desk = ReceiptDesk(identity.pubkey, ledger, events, clock_ms)
-        proxy = Proxy(identity, directory, peer_transport, desk, clock_ms, UrlPolicy.from_env(os.environ))
+        dispatcher = Dispatcher(
+            identity, directory, peer_transport, clock_ms, settings.timeouts(), UrlPolicy.from_env(os.environ)
+        )
         job_map = JobMap(home / "router-jobs.sqlite3")
-        jobs = RouterJobs(identity, proxy, peer_transport, desk, job_map, clock_ms)
-        app[ROUTER] = Router(identity, settings, events, ledger, directory, desk, proxy, jobs, clock_ms)
+        jobs = RouterJobs(identity, dispatcher, peer_transport, desk, job_map, clock_ms)
+        app[ROUTER] = Router(identity, settings, events, ledger, directory, desk, dispatcher, jobs, clock_ms)
         background = asyncio.create_task(directory.run())
         yield
         await cancel_and_wait(background)
@@ -109,6 +115,7 @@ def create_app(
     app.router.add_get("/balance", balance)
     app.router.add_get("/events", events_stream)
     app.router.add_get("/v1/models", models)
+    app.router.add_get("/v1/models/{model_id:.+}", model)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/jobs", create_job)
     app.router.add_get("/v1/jobs/{job_id}", get_job)
@@ -190,16 +197,33 @@ async def events_stream(request: web.Request) -> web.StreamResponse:
             await response.write(f"event: {event.kind}\ndata: {payload}\n\n".encode())
 
 
-async def models(request: web.Request) -> web.Response:
-    """The union of every peer's models, deduplicated by id."""
-    directory = request.app[ROUTER].directory
+async def _model_cards(router: Router) -> dict[str, ModelCard]:
+    """The union of every peer's models by id; ``created`` is when a peer first listed it."""
+    directory = router.directory
     await directory.refresh(older_than_ms=MODELS_MAX_AGE_MS)
     cards: dict[str, ModelCard] = {}
     for peer in directory.active():
-        capacity = directory.health.of(peer.pubkey).capacity
-        for model in capacity.models if capacity else []:
-            cards.setdefault(model, ModelCard(id=model, owned_by=f"lobstah:{peer.name}"))
+        state = directory.health.of(peer.pubkey)
+        capacity = state.capacity
+        for name in capacity.models if capacity else []:
+            created = (state.capacity_at or router.clock_ms()) // 1000
+            cards.setdefault(name, ModelCard(id=name, created=created, owned_by=f"lobstah:{peer.name}"))
+    return cards
+
+
+async def models(request: web.Request) -> web.Response:
+    """``GET /v1/models``: every peer's models, deduplicated by id (OpenAI's Model objects)."""
+    cards = await _model_cards(request.app[ROUTER])
     return json_response(ModelList(data=list(cards.values())))
+
+
+async def model(request: web.Request) -> web.Response:
+    """``GET /v1/models/{id}`` (ids may hold ``/`` and ``:``); 404 ``model_not_found``."""
+    model_id = request.match_info["model_id"]
+    card = (await _model_cards(request.app[ROUTER])).get(model_id)
+    if card is None:
+        raise ModelNotFound(f"no peer of this grid serves model {model_id!r}", model=model_id)
+    return json_response(card)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -208,8 +232,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     chat = parse_body(raw, ChatCompletionRequest)
     # The client's bytes go to the worker unchanged: every field we do not know passes through.
     if chat.stream:
-        return await router.proxy.stream(request, raw, chat.model)
-    return await router.proxy.plain(raw, chat.model)
+        call = Call(CHAT_PATH, raw, chat.model, "interactive")
+        return await relay_stream(request, router.dispatcher, router.desk, call)
+    return await relay_plain(router.dispatcher, router.desk, Call(CHAT_PATH, raw, chat.model))
 
 
 async def create_job(request: web.Request) -> web.Response:

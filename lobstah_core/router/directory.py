@@ -1,8 +1,9 @@
 """The router's view of its peers: the list from ``peers.json``, and each one's capacity.
 
 Capacity (models, queue depth, tier) is refreshed in the background every ``interval`` seconds,
-at most ``max_probes`` at once, at most one per peer in flight, each with a 2 s timeout. The
-request path only reads what is cached. The peer file is re-read when it changes, so
+at most ``max_probes`` at once, at most one per peer in flight, each with a 2 s timeout. A failed
+probe counts as a failure of the peer in its health (a stopped process is excluded without a
+request having to wait for it). The request path only reads what is cached. The peer file is re-read when it changes, so
 ``lobstah-core peers add`` takes effect on a running router.
 """
 
@@ -19,6 +20,7 @@ from ..events import CapacityChanged, EventBus
 from ..protocol.model_names import lists_model
 from ..protocol.schemas import Capacity
 from ..tasks import cancel_and_wait
+from ..timeouts import Timeouts
 from .health import HealthBook
 from .peers import Peer, PeerListError, PeerStore
 from .transport import PeerTransport, PeerUnreachable
@@ -125,9 +127,12 @@ class PeerDirectory:
         state = self.health.of(peer.pubkey)
         async with self._probe_slots:
             try:
-                reply = await self.transport.request(peer, "GET", "/capacity", timeout=self.probe_timeout)
+                limit = self.probe_timeout
+                reply = await self.transport.request(
+                    peer, "GET", "/capacity", timeouts=Timeouts(limit, limit, limit, limit)
+                )
                 try:
-                    body = await asyncio.wait_for(reply.read(), self.probe_timeout)
+                    body = await asyncio.wait_for(reply.read(), limit)
                 finally:
                     reply.release()
                 if reply.status != 200:
@@ -135,6 +140,9 @@ class PeerDirectory:
                 capacity = Capacity.model_validate(json.loads(body))
             except (PeerUnreachable, asyncio.TimeoutError, ValueError, ValidationError) as exc:
                 state.capacity_error = getattr(exc, "message", None) or str(exc) or "timed out"
+                # A peer that cannot say what it serves (stopped, hung, gone) will not serve a
+                # request either: the failure counts toward its exclusion.
+                self.health.failed(peer.pubkey, f"capacity probe: {state.capacity_error}")
                 return
         if capacity.pubkey != peer.pubkey:
             state.capacity_error = "answers with another pubkey than the peer list says"

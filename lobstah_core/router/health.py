@@ -1,13 +1,19 @@
 """What the router knows of each peer: failures, exclusion, latency, load and capacity.
 
 A peer that fails twice in a row is excluded for 30 s after its last failure; any success
-resets its failures. Everything here is cached state: selection reads it, nothing on the request
+resets its failures. What counts as a failure is WIRE.md "[ext] who is to blame": a refused or
+broken connection, a timeout, a 5xx, an unreadable answer, a failed capacity probe; a busy peer
+(429, 503 + Retry-After) and a request the peer refused as the client's fault do not count.
+
+``in_flight`` is raised and lowered in one place, :meth:`HealthBook.attempt`, a context manager
+that lowers it however the attempt ends (answer, error, or the client hanging up). Everything here is cached state: selection reads it, nothing on the request
 path probes a peer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..events import EventBus, PeerExcluded, PeerFailed, PeerReadmitted
@@ -68,6 +74,23 @@ class HealthBook:
         if health is None:
             health = self.peers[pubkey] = PeerHealth()
         return health
+
+    @contextmanager
+    def attempt(self, pubkey: str) -> Iterator[PeerHealth]:
+        """Count one call to the peer as in flight for the duration of the ``with`` block."""
+        health = self.of(pubkey)
+        health.in_flight += 1
+        try:
+            yield health
+        finally:
+            health.in_flight -= 1
+
+    def responded(self, pubkey: str) -> None:
+        """The peer answered properly (e.g. refused a bad request): it is alive, so its run
+        of failures ends, but no latency is recorded."""
+        health = self.of(pubkey)
+        if health.consecutive_failures:
+            health.consecutive_failures = 0
 
     def failed(self, pubkey: str, message: str) -> None:
         """A call to the peer failed; exclude it once it has failed often enough in a row."""

@@ -17,36 +17,36 @@ from aiohttp import web
 from ..errors import NotFound
 from ..protocol.identity import Identity
 from ..protocol.request_signing import sign_request
+from ..timeouts import Timeouts
 from .job_map import JobMap
 from .peers import Peer
-from .proxy import Proxy
+from .dispatch import Call, Dispatcher
 from .receipts import ReceiptDesk
 from .transport import PeerTransport, PeerUnreachable
 
 __all__ = ["RouterJobs"]
 
 _JOBS_PATH = "/v1/jobs"
+#: A poll or cancel is a quick read of the worker's job store.
+_POLL_TIMEOUTS = Timeouts(connect_s=5.0, first_byte_s=10.0, idle_s=10.0, total_s=10.0)
 
 
 class RouterJobs:
     def __init__(
         self,
         identity: Identity,
-        proxy: Proxy,
+        dispatcher: Dispatcher,
         transport: PeerTransport,
         desk: ReceiptDesk,
         job_map: JobMap,
         clock_ms: Callable[[], int],
     ) -> None:
-        self.identity, self.proxy, self.transport = identity, proxy, transport
+        self.identity, self.dispatcher, self.transport = identity, dispatcher, transport
         self.desk, self.job_map, self._clock_ms = desk, job_map, clock_ms
 
     async def submit(self, raw: bytes, model: str) -> web.Response:
-        outcome = await self.proxy.forward(raw, model, "batch", _JOBS_PATH)
-        if isinstance(outcome, web.Response):
-            return outcome
-        _, raw_body, _, peer = outcome
-        body = json.loads(raw_body)
+        answer = await self.dispatcher.fetch(Call(_JOBS_PATH, raw, model, "batch"))
+        body, peer = json.loads(answer.body), answer.peer
         mapped = await asyncio.to_thread(self.job_map.create, peer.pubkey, body["jobId"], body.get("createdAt", self._clock_ms()))
         return web.json_response({**body, "jobId": mapped.job_id}, status=202)
 
@@ -74,7 +74,7 @@ class RouterJobs:
         mapped = await asyncio.to_thread(self.job_map.get, job_id)
         if mapped is None:
             raise NotFound(f"no job {job_id!r} on this router")
-        peer = self.proxy.directory.peers.get(mapped.peer)
+        peer = self.dispatcher.directory.peers.get(mapped.peer)
         if peer is None:
             raise PeerUnreachable(f"the peer that took job {job_id!r} is no longer in the peer list")
         return mapped, peer
@@ -82,7 +82,7 @@ class RouterJobs:
     async def _call(self, peer: Peer, method: str, path: str) -> tuple[int, bytes]:
         headers = sign_request(self.identity, method, path, b"", self._clock_ms())
         try:
-            reply = await self.transport.request(peer, method, path, None, headers, timeout=10)
+            reply = await self.transport.request(peer, method, path, None, headers, _POLL_TIMEOUTS)
             try:
                 return reply.status, await reply.read()
             finally:

@@ -1,7 +1,13 @@
 """The peer transport seam: how the router talks HTTP to a worker.
 
 Routing, failover and receipt checks work against :class:`PeerTransport`; the aiohttp
-implementation below is the real one (one pooled session for every peer).
+implementation below is the real one (one pooled session for every peer), and
+:class:`~lobstah_core.router.memory.MemoryTransport` an in-memory one for socket-free tests.
+
+Every request has its :class:`~lobstah_core.timeouts.Timeouts`: connect, first byte (the
+status line), idle between body pieces, and an optional total. Running out of any of them, or a
+refused or broken connection, is :class:`PeerUnreachable` (a peer failure in WIRE.md "[ext] who
+is to blame").
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from typing import Protocol
 import aiohttp
 
 from ..errors import LobstahError
+from ..timeouts import PhaseTimeout, Timeouts, first_byte, idle_chunks
 from .peers import Peer
 
 __all__ = ["PeerTransport", "PeerReply", "PeerUnreachable", "AiohttpTransport"]
@@ -26,16 +33,30 @@ class PeerUnreachable(LobstahError):
 
 
 class PeerReply(Protocol):
+    """A peer's answer whose status line and headers are in; the body is read on demand."""
+
     status: int
     headers: Mapping[str, str]
 
-    async def read(self) -> bytes: ...
+    async def read(self) -> bytes:
+        """The whole body (each piece within the idle limit).
 
-    def chunks(self) -> AsyncIterator[bytes]:
-        """The body in pieces as they arrive off the wire."""
+        Raises:
+            PeerUnreachable: the connection broke or went quiet.
+        """
         ...
 
-    def release(self) -> None: ...
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body in pieces as they arrive off the wire (each within the idle limit).
+
+        Raises:
+            PeerUnreachable: the connection broke or went quiet.
+        """
+        ...
+
+    def release(self) -> None:
+        """Give the connection back (or close it if the body was not read to its end)."""
+        ...
 
 
 class PeerTransport(Protocol):
@@ -46,12 +67,16 @@ class PeerTransport(Protocol):
         path: str,
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,
+        timeouts: Timeouts | None = None,
     ) -> PeerReply:
         """Send a request; returns once the status line and headers are in.
 
+        Args:
+            timeouts: the limits of this exchange (default: the transport's own).
+
         Raises:
-            PeerUnreachable: connection refused, reset, or no answer within ``timeout``.
+            PeerUnreachable: connection refused or reset, or no status line within
+                ``timeouts.first_byte_s``.
         """
         ...
 
@@ -59,20 +84,18 @@ class PeerTransport(Protocol):
 
 
 class _AiohttpReply:
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, timeouts: Timeouts) -> None:
         self._response = response
+        self._timeouts = timeouts
         self.status = response.status
         self.headers = response.headers
 
     async def read(self) -> bytes:
-        try:
-            return await self._response.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise PeerUnreachable(_describe(exc)) from None
+        return b"".join([chunk async for chunk in self.chunks()])
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self._response.content.iter_any():
+            async for chunk in idle_chunks(self._response.content.readany, self._timeouts):
                 yield chunk
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise PeerUnreachable(_describe(exc)) from None
@@ -84,8 +107,8 @@ class _AiohttpReply:
 class AiohttpTransport:
     """Pooled aiohttp connections to every peer."""
 
-    def __init__(self, connect_timeout: float = 5.0, read_timeout: float = 300.0) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
+    def __init__(self, timeouts: Timeouts | None = None) -> None:
+        self.timeouts = timeouts or Timeouts()
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -96,7 +119,7 @@ class AiohttpTransport:
             # may hold stream events back to fill its buffer: ask for none, and decode anyway
             # what a front compresses regardless, so clients always get plain JSON and SSE.
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, headers={"Accept-Encoding": "identity"}
+                connector=connector, headers={"Accept-Encoding": "identity"}
             )
         return self._session
 
@@ -107,17 +130,18 @@ class AiohttpTransport:
         path: str,
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,
+        timeouts: Timeouts | None = None,
     ) -> _AiohttpReply:
+        limits = timeouts or self.timeouts
         url = peer.url.rstrip("/") + path
-        per_call = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout) if timeout else None
         try:
-            response = await self.session.request(
-                method, url, data=body, headers=headers, timeout=per_call or self._timeout
+            response = await first_byte(
+                self.session.request(method, url, data=body, headers=headers, timeout=limits.client_timeout()),
+                limits,
             )
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise PeerUnreachable(_describe(exc)) from None
-        return _AiohttpReply(response)
+        return _AiohttpReply(response, limits)
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -125,6 +149,10 @@ class AiohttpTransport:
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, PhaseTimeout):
+        return str(exc)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return "timed out connecting"
     if isinstance(exc, asyncio.TimeoutError):
         return "timed out"
     if isinstance(exc, aiohttp.ClientConnectorError):

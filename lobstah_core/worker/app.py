@@ -12,7 +12,7 @@ from aiohttp import web
 from ..clock import wall_clock_ms
 from ..config import WorkerSettings
 from ..engines.base import WorkerEngine
-from ..errors import NotCancellable, NotFound, Overloaded
+from ..errors import ModelNotFound, NotCancellable, NotFound, Overloaded, RequestError
 from ..events import EventBus
 from ..http import MAX_BODY, error_middleware, json_response, parse_body, read_body
 from ..ledger import Ledger
@@ -73,6 +73,7 @@ def create_app(
     app.router.add_get("/pubkey", pubkey)
     app.router.add_get("/capacity", capacity)
     app.router.add_get("/v1/models", models)
+    app.router.add_get("/v1/models/{model_id:.+}", model)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/jobs", create_job)
     app.router.add_get("/v1/jobs/{job_id}", get_job)
@@ -94,11 +95,24 @@ async def capacity(request: web.Request) -> web.Response:
     return json_response(await service.capacity(counts))
 
 
-async def models(request: web.Request) -> web.Response:
-    service = request.app[SERVICE]
+async def _model_cards(service: WorkerService) -> list[ModelCard]:
     owner = f"lobstah:{service.identity.pubkey[:12]}"
-    cards = [ModelCard(id=model, owned_by=owner) for model in await service.models()]
-    return json_response(ModelList(data=cards))
+    created = service.started_at_ms // 1000
+    return [ModelCard(id=model, created=created, owned_by=owner) for model in await service.models()]
+
+
+async def models(request: web.Request) -> web.Response:
+    """``GET /v1/models``: OpenAI Model objects (``created``: when this worker started)."""
+    return json_response(ModelList(data=await _model_cards(request.app[SERVICE])))
+
+
+async def model(request: web.Request) -> web.Response:
+    """``GET /v1/models/{id}`` (ids may hold ``/`` and ``:``); 404 ``model_not_found``."""
+    model_id = request.match_info["model_id"]
+    for card in await _model_cards(request.app[SERVICE]):
+        if card.id == model_id:
+            return json_response(card)
+    raise ModelNotFound(f"model {model_id!r} is not served here", model=model_id)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -150,6 +164,11 @@ async def _admit(request: web.Request, schema: type[C]) -> tuple[C, str]:
     raw = await read_body(request)
     requester = service.authenticate(request.headers, request.method, request.path, raw)
     body = parse_body(raw, schema)
+    if body.n is not None and body.n > 1 and not getattr(service.engine, "serves_n", False):
+        raise RequestError(
+            f"n={body.n}: this worker's engine ({service.engine.name}) gives one choice per "
+            "request; send n separate requests", param="n"
+        )
     await service.require_model(body.model)
     await service.check_credit(requester)
     return body, requester

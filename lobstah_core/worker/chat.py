@@ -1,5 +1,11 @@
 """``POST /v1/chat/completions`` on a worker: plain (receipt in a header) or SSE stream.
 
+A stream is committed (200 and headers sent) only once the engine has accepted the request,
+which it shows by yielding its first chunk (engines/base.py): an engine's refusal before that
+is a plain HTTP error with the engine's status (400 for the request's fault, 503 + Retry-After
+when busy, 502 when the engine failed), so the router can tell whom to blame. After the commit
+an error ends the stream with one error event and ``[DONE]`` (lobstah_core/http.py).
+
 The stream forwards the engine's chunks as they come, then a ``:lobstah-receipt:`` comment,
 then ``data: [DONE]``. The receipt is signed only after the last chunk has been written and is
 recorded in our ledger only after the response is sent, plain or streamed: a client that
@@ -17,6 +23,7 @@ from aiohttp import web
 
 from ..engines.base import Usage, completion_id, usage_of
 from ..errors import EngineError
+from ..http import open_event_stream
 from ..protocol.receipts import RECEIPT_COMMENT, RECEIPT_HEADER, encode_receipt_header
 from ..protocol.schemas import ChatCompletionRequest
 from .service import WorkerService
@@ -55,36 +62,32 @@ async def streamed_completion(
     body = request.to_body()
     wants_usage = bool(request.stream_options and request.stream_options.include_usage)
     started = service.clock_ms()
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-    )
     usage: Usage | None = None
     job_id = completion_id()
     async with service.admission.slot(), aclosing(service.engine.stream(body)) as chunks:
-        try:
-            async for chunk in chunks:
+        # Nothing is sent until the engine accepted: a refusal raised here is a plain error.
+        first = await anext(chunks, None)
+        response = await open_event_stream(http_request)
+        if first is not None:
+            async for chunk in _chain(first, chunks):
                 usage = usage_of(chunk) or usage
                 job_id = str(chunk.get("id") or job_id)
                 if not wants_usage and not chunk.get("choices"):
                     continue  # the usage-only chunk, which this client did not ask for
-                if not response.prepared:
-                    await response.prepare(http_request)
                 await response.write(_event(chunk))
-            usage = _require_usage(usage)
-        except EngineError as error:
-            if not response.prepared:
-                raise  # nothing sent yet: a plain JSON 502
-            await response.write(_event(error.to_body()) + b"data: [DONE]\n\n")
-            await response.write_eof()
-            return response
-    if not response.prepared:
-        await response.prepare(http_request)
+        usage = _require_usage(usage)
     signed = service.sign_receipt(job_id, requester, request.model, usage, started)
     await response.write(f"{RECEIPT_COMMENT}{encode_receipt_header(signed)}\n\n".encode())
     await response.write(b"data: [DONE]\n\n")
     await response.write_eof()
     service.record_receipt_later(signed)
     return response
+
+
+async def _chain(first: dict[str, Any], rest: Any) -> Any:
+    yield first
+    async for chunk in rest:
+        yield chunk
 
 
 def _event(payload: dict[str, Any]) -> bytes:

@@ -58,6 +58,8 @@ class WorkerService:
     #: Seconds an issued receipt waits for others to share its ledger transaction.
     batch_window: float = 0.02
     admission: Admission = field(init=False)
+    #: When this service started, ms since the epoch (the ``created`` of its models).
+    started_at_ms: int = field(init=False)
     issued: Batches[SignedReceipt] = field(init=False)
     #: Credit each requester spent in receipts issued but not yet in the ledger.
     _unstored: Counter[str] = field(default_factory=Counter, init=False)
@@ -65,6 +67,7 @@ class WorkerService:
     _models_at: float = field(default=float("-inf"), init=False)
 
     def __post_init__(self) -> None:
+        self.started_at_ms = self.clock_ms()
         # An engine that runs fewer calls at once (llama.cpp in-process: one) caps the slots, so
         # the requests it cannot run yet wait here, counted in queue_depth, not inside it.
         concurrency = min(self.settings.concurrency, getattr(self.engine, "max_concurrency", self.settings.concurrency))

@@ -31,9 +31,6 @@ async def test_plain_answers_and_their_receipts(upstream_grid: RunningServer, ro
         completion.usage.prompt_tokens, completion.usage.completion_tokens)
 
 
-# Strict: once engines/openai_compat.py counts the usage the upstream left out (issue "Request
-# path"), these pass, and the marker must go.
-@pytest.mark.xfail(strict=True, reason="the openai engine needs the upstream's usage (fixed in the request-path rewrite)")
 @pytest.mark.parametrize("include_usage", [False, True])
 async def test_streams_end_cleanly_with_a_receipt(upstream_grid: RunningServer, router_home: Path, include_usage: bool) -> None:
     extra = {"stream_options": {"include_usage": True}} if include_usage else {}

@@ -95,7 +95,7 @@ async def test_a_model_asked_without_its_tag_is_the_latest(start_worker: StartWo
     assert [r.receipt.model for r in await ledgered(router_home, 1)] == ["llama3.2"]
     with pytest.raises(openai.APIStatusError) as raised:  # only :7b is offered
         await client.chat.completions.create(model="qwen2.5", messages=[{"role": "user", "content": "x"}])
-    assert raised.value.body["type"] == "no_capable_peer"
+    assert raised.value.body["type"] == "model_not_found"
 
 
 async def test_no_peers(start_router: StartRouter) -> None:
@@ -106,11 +106,12 @@ async def test_no_peers(start_router: StartRouter) -> None:
     assert raised.value.body["type"] == "no_peers" and "peers add" in raised.value.message
 
 
-async def test_no_capable_peer_names_the_model(grid: Any) -> None:
-    with pytest.raises(openai.APIStatusError) as raised:
-        await sdk(grid.url).chat.completions.create(model="llama-9000", messages=[{"role": "user", "content": "x"}])
-    assert raised.value.status_code == 503
-    assert raised.value.body["type"] == "no_capable_peer" and raised.value.body["model"] == "llama-9000"
+async def test_a_model_nobody_serves_is_not_found_and_not_retried(grid: Any) -> None:
+    client = sdk(grid.url).with_options(max_retries=2)
+    with pytest.raises(openai.NotFoundError) as raised:
+        await client.chat.completions.create(model="llama-9000", messages=[{"role": "user", "content": "x"}])
+    assert raised.value.status_code == 404
+    assert raised.value.body["type"] == "model_not_found" and raised.value.body["model"] == "llama-9000"
     assert "llama-9000" in raised.value.message
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lobstah_core.router.proxy import SseRelay
+from lobstah_core.router.relay import SseRelay
 
 STREAM = b'data: {"a":1}\n\ndata: {"b":2}\n\n:lobstah-receipt:eyJ4IjoxfQ==\n\ndata: [DONE]\n\n'
 CLIENT_SEES = b'data: {"a":1}\n\ndata: {"b":2}\n\ndata: [DONE]\n\n'

@@ -32,7 +32,10 @@ async def test_identity_endpoints(client: httpx.AsyncClient) -> None:
     assert capacity["jobCounts"] == {"queued": 0, "running": 0, "done": 0, "error": 0}
     models = (await client.get("/v1/models")).json()
     assert models["object"] == "list"
-    assert models["data"][0] == {"id": "demo-fast", "object": "model", "owned_by": f"lobstah:{WORKER.pubkey[:12]}"}
+    first = models["data"][0]
+    assert first == {"id": "demo-fast", "object": "model", "created": first["created"], "owned_by": f"lobstah:{WORKER.pubkey[:12]}"}
+    assert isinstance(first["created"], int) and abs(first["created"] - time.time()) < 600
+    assert (await client.get("/v1/models/demo-fast")).json() == first
 
 
 async def test_plain_completion_carries_a_receipt_for_its_usage(client: httpx.AsyncClient, tmp_path) -> None:

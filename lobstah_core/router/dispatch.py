@@ -1,0 +1,374 @@
+"""The dispatch core: every front's way to a peer (pick → attempt → commit → relay).
+
+Fronts (chat completions plain and streamed, jobs; later batches, the Ollama API, embeddings)
+describe a :class:`Call` and get back an :class:`Answer` (a whole body) or a :class:`Stream`
+(committed once the peer answered 2xx); everything that goes wrong before the commit is raised
+as a typed :class:`~lobstah_core.errors.LobstahError` the HTTP layer turns into a response.
+
+Who is to blame follows WIRE.md "[ext] who is to blame":
+
+==========================================  ===============================================
+the peer answers                            what happens
+==========================================  ===============================================
+2xx                                         commit (plain: read the body first; a body that
+                                            breaks off is a failure and fails over)
+4xx other than 401/402/403/404/408/429      :class:`PeerRefused`: the request's fault, its
+                                            status and message go back to the client; no
+                                            failover, no penalty
+429, or 503 with ``Retry-After``            busy: next candidate, no penalty; every
+                                            candidate busy → :class:`AllPeersBusy` (429)
+401, 402, 403, 404                          next candidate, no penalty (the peer refuses
+                                            *us*, or lost the model since its last probe)
+408, other 5xx, refused or broken           failure: next candidate, counted in the peer's
+connection, a phase timeout                 health (two in a row exclude it for 30 s)
+==========================================  ===============================================
+
+``in_flight`` is kept by :meth:`HealthBook.attempt` around each attempt, so no path (answer,
+error, client hanging up) can leak it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import AllPeersFailed, LobstahError, ModelNotFound, NoCapablePeer, NoPeers, UnsafeUrl
+from ..protocol.identity import Identity
+from ..protocol.model_names import lists_model
+from ..protocol.request_signing import sign_request
+from ..protocol.url_safety import UrlPolicy, check_peer_url, peer_url_host
+from ..resolve import resolve_host
+from ..timeouts import Timeouts
+from .directory import PeerDirectory
+from .health import HealthBook
+from .peers import Peer
+from .selection import rank
+from .transport import PeerReply, PeerTransport, PeerUnreachable
+
+__all__ = [
+    "Call",
+    "Answer",
+    "Stream",
+    "Dispatcher",
+    "PeerRefused",
+    "PeerFailedMidStream",
+    "AllPeersBusy",
+    "retry_after_seconds",
+]
+
+#: The peer refuses *us* (signature, credit) or no longer has the model: next, no penalty.
+_NOT_HERE = frozenset({401, 402, 403, 404})
+
+
+class PeerRefused(LobstahError):
+    """A peer refused the request as the client's fault (a 4xx): passed back as it came.
+
+    ``body`` is the peer's own error body when it had the OpenAI shape.
+    """
+
+    type = "invalid_request"
+
+    def __init__(self, status: int, message: str, body: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self._body = body
+
+    def to_body(self) -> dict[str, Any]:
+        return self._body if self._body is not None else super().to_body()
+
+
+class PeerFailedMidStream(LobstahError):
+    """The chosen peer broke off after the stream was committed (no failover is possible)."""
+
+    type = "peer_failed"
+    status = 502
+
+
+class AllPeersBusy(LobstahError):
+    """Every candidate was busy; ``retry_after`` is the smallest wait any of them asked for."""
+
+    type = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, retry_after: int, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request to dispatch: the client's body goes to ``path`` on a peer unchanged."""
+
+    path: str
+    body: bytes
+    model: str
+    #: The tier that fits (``interactive`` for streams, ``batch`` for jobs), if any.
+    tier: str | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A peer's whole 2xx answer."""
+
+    peer: Peer
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass
+class Stream:
+    """A committed 2xx answer whose body is relayed as it arrives (see :meth:`chunks`)."""
+
+    peer: Peer
+    status: int
+    headers: Mapping[str, str]
+    _reply: PeerReply = field(repr=False)
+    _health: HealthBook = field(repr=False)
+    _started: float = field(repr=False)
+    #: Milliseconds from sending the request to the first piece of the body.
+    ttfb_ms: float | None = None
+    #: Whether the body was read to its end.
+    completed: bool = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body in pieces. A break or a silence past the idle limit counts as the peer's
+        failure and is raised as :class:`PeerFailedMidStream` (the client's stream is
+        committed: the HTTP layer ends it with an error event)."""
+        try:
+            async for chunk in self._reply.chunks():
+                if self.ttfb_ms is None:
+                    self.ttfb_ms = _ms_since(self._started)
+                yield chunk
+        except PeerUnreachable as exc:
+            self._health.failed(self.peer.pubkey, f"mid-stream: {exc.message}")
+            raise PeerFailedMidStream(f"peer {self.peer.name} failed mid-stream: {exc.message}") from None
+        self.completed = True
+
+
+class _Attempts:
+    """What each peer tried for one request said, and how to give up."""
+
+    def __init__(self) -> None:
+        self.errors: list[dict[str, str]] = []
+        self.busy_hints: list[int] = []
+        self.failures = 0
+
+    def add(self, peer: Peer, message: str) -> None:
+        self.errors.append({"peer": peer.name, "pubkey": peer.pubkey, "message": message})
+
+    def give_up(self) -> LobstahError:
+        if self.busy_hints and len(self.busy_hints) == len(self.errors):
+            wait = min(self.busy_hints)
+            return AllPeersBusy(
+                f"every peer serving this model is busy; retry in {wait} s",
+                retry_after=wait, attempts=len(self.errors), errors=self.errors,
+            )
+        summary = "; ".join(f"{e['peer']}: {e['message']}" for e in self.errors)
+        return AllPeersFailed(
+            f"all {len(self.errors)} peers failed ({summary})", attempts=len(self.errors), errors=self.errors
+        )
+
+
+class Dispatcher:
+    """Sends calls to peers in rank order, with failover and blame (module docstring)."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        directory: PeerDirectory,
+        transport: PeerTransport,
+        clock_ms: Callable[[], int],
+        timeouts: Timeouts | None = None,
+        url_policy: UrlPolicy | None = None,
+        resolve: Callable[[str], Awaitable[list[str]]] = resolve_host,
+    ) -> None:
+        self.identity, self.directory, self.transport = identity, directory, transport
+        self.health: HealthBook = directory.health
+        self.timeouts = timeouts or Timeouts()
+        self.url_policy = url_policy or UrlPolicy()
+        self._clock_ms = clock_ms
+        self._resolve = resolve
+        self._rotation = itertools.count()
+
+    def candidates(self, model: str, tier: str | None) -> list[Peer]:
+        """Peers to try for ``model``, best first.
+
+        Raises:
+            NoPeers: the peer list is empty (503).
+            ModelNotFound: no peer lists ``model`` and every peer could be asked (404).
+            NoCapablePeer: peers list it but all are excluded, or some peers could not be
+                asked (503 with ``retry_after``).
+        """
+        active = self.directory.active()
+        if not active:
+            raise NoPeers("this router has no peers: add one with `lobstah-core peers add PUBKEY URL`")
+        now = self._clock_ms()
+        listing, unknown = [], 0
+        for peer in active:
+            capacity = self.health.of(peer.pubkey).capacity
+            if capacity is None:
+                unknown += 1
+            elif lists_model(capacity.models, model):
+                listing.append(peer)
+        if not listing:
+            if unknown:
+                raise NoCapablePeer(
+                    f"no reachable peer serves model {model!r} ({unknown} peers could not be asked)",
+                    retry_after=max(1, math.ceil(self.directory.interval)), model=model,
+                )
+            raise ModelNotFound(f"no peer of this grid serves model {model!r}", model=model)
+        healthy = [peer for peer in listing if not self.health.of(peer.pubkey).excluded(now)]
+        if not healthy:
+            until = min(self.health.of(peer.pubkey).excluded_until for peer in listing)
+            raise NoCapablePeer(
+                f"every peer serving model {model!r} is excluded after failures",
+                retry_after=max(1, math.ceil((until - now) / 1000)), model=model,
+            )
+        return rank(healthy, self.health.peers, tier, next(self._rotation))
+
+    async def fetch(self, call: Call) -> Answer:
+        """The first whole 2xx answer to ``call``, failing over as the blame rules say.
+
+        Raises:
+            PeerRefused, AllPeersBusy, AllPeersFailed, and what :meth:`candidates` raises.
+        """
+        attempts = _Attempts()
+        for peer in self.candidates(call.model, call.tier):
+            with self.health.attempt(peer.pubkey):
+                started = time.perf_counter()
+                reply = await self._send(call, peer, attempts)
+                if reply is None:
+                    continue
+                try:
+                    body = await reply.read()
+                except PeerUnreachable as exc:
+                    self._failed(peer, f"answer broke off: {exc.message}", attempts)
+                    continue
+                finally:
+                    reply.release()
+                elapsed = _ms_since(started)
+                self.health.succeeded(peer.pubkey, elapsed, elapsed)
+                return Answer(peer, reply.status, reply.headers, body)
+        raise attempts.give_up()
+
+    @asynccontextmanager
+    async def stream(self, call: Call) -> AsyncIterator[Stream]:
+        """The first 2xx answer to ``call``, committed, for relaying inside the ``with`` block.
+
+        Failover happens only before the 2xx status line. The peer's health records a success
+        when the block read the body to its end, a failure when the body broke off (see
+        :meth:`Stream.chunks`), and nothing when the client went away.
+
+        Raises:
+            PeerRefused, AllPeersBusy, AllPeersFailed, and what :meth:`candidates` raises.
+        """
+        attempts = _Attempts()
+        for peer in self.candidates(call.model, call.tier):
+            with self.health.attempt(peer.pubkey):
+                started = time.perf_counter()
+                reply = await self._send(call, peer, attempts)
+                if reply is None:
+                    continue
+                stream = Stream(peer, reply.status, reply.headers, reply, self.health, started)
+                try:
+                    yield stream
+                finally:
+                    reply.release()
+                if stream.completed:
+                    self.health.succeeded(peer.pubkey, stream.ttfb_ms or 0.0, _ms_since(started))
+                return
+        raise attempts.give_up()
+
+    async def _send(self, call: Call, peer: Peer, attempts: _Attempts) -> PeerReply | None:
+        """One attempt: the peer's 2xx reply (body unread), or ``None`` to try the next peer.
+
+        Raises:
+            PeerRefused: the request's own fault; the caller stops trying.
+        """
+        if peer.source != "manual" and not await self._url_still_safe(peer, attempts):
+            return None
+        headers = {
+            "Content-Type": "application/json",
+            **sign_request(self.identity, "POST", call.path, call.body, self._clock_ms()),
+        }
+        try:
+            reply = await self.transport.request(peer, "POST", call.path, call.body, headers, self.timeouts)
+        except PeerUnreachable as exc:
+            self._failed(peer, exc.message, attempts)
+            return None
+        if 200 <= reply.status < 300:
+            return reply
+        try:
+            raw = await reply.read()
+        except PeerUnreachable:
+            raw = b""
+        finally:
+            reply.release()
+        status, body = reply.status, _error_body(raw)
+        message = _error_message(status, body, raw)
+        retry_after = retry_after_seconds(reply.headers.get("Retry-After"))
+        if status == 429 or (status == 503 and retry_after is not None):
+            attempts.add(peer, f"busy: {message}")
+            attempts.busy_hints.append(retry_after or 1)
+        elif status in _NOT_HERE:
+            attempts.add(peer, message)
+        elif status >= 500 or status == 408 or status < 400:
+            self._failed(peer, message, attempts)
+        else:
+            self.health.responded(peer.pubkey)
+            raise PeerRefused(status, message, body)
+        return None
+
+    async def _url_still_safe(self, peer: Peer, attempts: _Attempts) -> bool:
+        """Discovered peers are checked again at request time: DNS may have changed since."""
+        try:
+            check_peer_url(peer.url, await self._resolve(peer_url_host(peer.url)), self.url_policy)
+        except UnsafeUrl as exc:
+            self._failed(peer, f"refused its URL: {exc.message}", attempts)
+            return False
+        return True
+
+    def _failed(self, peer: Peer, message: str, attempts: _Attempts) -> None:
+        attempts.failures += 1
+        self.health.failed(peer.pubkey, message)
+        attempts.add(peer, message)
+
+
+def retry_after_seconds(value: str | None) -> int | None:
+    """A ``Retry-After`` header in whole seconds (RFC 9110 §10.2.3: delay-seconds; an
+    HTTP-date is read as 1 s), or ``None`` when absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return max(1, min(int(value), 3600))
+    return 1 if value else None
+
+
+def _error_body(raw: bytes) -> dict[str, Any] | None:
+    """The peer's error body when it has the OpenAI shape ``{"error": {"message", ...}}``."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict) and isinstance(body["error"].get("message"), str):
+        return body
+    return None
+
+
+def _error_message(status: int, body: dict[str, Any] | None, raw: bytes) -> str:
+    if body is not None:
+        error = body["error"]
+        return f"{status} {error.get('type', 'error')}: {error['message']}"
+    return f"{status} {raw[:120].decode('utf-8', 'replace')}".strip()
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
