@@ -13,6 +13,8 @@ the same time: the two paths take turns, batch by batch, so a busy machine slows
 Figures, each a ratio or a difference between the two paths in the same run:
 - tokens/s through the grid ÷ tokens/s direct (completion tokens over wall time; target ≥ 0.97);
 - time to first token through the grid − direct, in ms (streams; target ≤ 5 ms), medians;
+- tokens per CPU second through the grid (worker + router processes) ÷ direct: the same ratio
+  for a machine that is the bottleneck, and far steadier than wall time on a shared machine;
 - whether both paths gave the same answers (one request at a time).
 """
 
@@ -122,10 +124,23 @@ async def batch(call: Any, bodies: list[dict[str, Any]], concurrency: int) -> tu
     return [a for a in answers if a is not None], time.perf_counter() - started
 
 
-async def measure(router_url: str, args: argparse.Namespace) -> dict[str, Any]:
+def process_cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes ``pids`` have used so far (Linux /proc)."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of proc(5)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(router_url: str, grid_pids: list[int], args: argparse.Namespace) -> dict[str, Any]:
     engine = LlamaCppEngine()
     url = f"{router_url}/v1/chat/completions"
     runs: dict[str, list[tuple[list[Answer], float]]] = defaultdict(list)
+    # CPU seconds each path used: this process for the engine in it (nothing else runs here
+    # meanwhile), the worker's and router's processes for the grid (its client left out).
+    cpu_clocks = {"direct": time.process_time, "grid": lambda: process_cpu_s(grid_pids)}
+    cpu: dict[str, float] = defaultdict(float)
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         paths = {"direct": lambda body: direct(engine, body), "grid": lambda body: through_grid(session, url, body)}
@@ -142,13 +157,15 @@ async def measure(router_url: str, args: argparse.Namespace) -> dict[str, Any]:
                         bodies = [request(prompt, args.max_tokens, stream) for prompt in group]
                         turn += 1
                         for name in list(paths)[:: 1 if turn % 2 else -1]:
-                            runs[f"{name}/{'stream' if stream else 'plain'}/c{concurrency}"].append(
-                                await batch(paths[name], bodies, concurrency))
+                            key = f"{name}/{'stream' if stream else 'plain'}/c{concurrency}"
+                            before = cpu_clocks[name]()
+                            runs[key].append(await batch(paths[name], bodies, concurrency))
+                            cpu[key] += cpu_clocks[name]() - before
     await engine.aclose()
-    return summarise(runs)
+    return summarise(runs, cpu)
 
 
-def summarise(runs: dict[str, list[tuple[list[Answer], float]]]) -> dict[str, Any]:
+def summarise(runs: dict[str, list[tuple[list[Answer], float]]], cpu: dict[str, float]) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     for key in sorted({k.split("/", 1)[1] for k in runs}):
         direct_runs, grid_runs = runs[f"direct/{key}"], runs[f"grid/{key}"]
@@ -168,8 +185,16 @@ def summarise(runs: dict[str, list[tuple[list[Answer], float]]]) -> dict[str, An
             "direct_first_ms": round(firsts["direct"] * 1000, 1),
             "added_first_ms": round((firsts["grid"] - firsts["direct"]) * 1000, 1),
             "same_answers": same if key.endswith("c1") else None,
+            # Tokens per CPU second, grid ÷ direct: what the grid costs when the machine, not
+            # the wall clock, is the limit; a busy machine disturbs it far less than wall time.
+            "grid_vs_direct_per_cpu_s": round(
+                (_tokens(grid_runs) / cpu[f"grid/{key}"]) / (_tokens(direct_runs) / cpu[f"direct/{key}"]), 3),
         }
     return figures
+
+
+def _tokens(runs: list[tuple[list[Answer], float]]) -> int:
+    return sum(a.completion_tokens for answers, _ in runs for a in answers)
 
 
 def _tps(run: tuple[list[Answer], float]) -> float:
@@ -198,24 +223,33 @@ def main() -> int:
             start([python, "-m", "lobstah_core", "router", "start", "--port", str(router_port)],
                   router_port, {**os.environ, "LOBSTAH_HOME": str(router_home)}),
         ]
+        load_before = os.getloadavg()[0]
         try:
-            figures = asyncio.run(measure(f"http://127.0.0.1:{router_port}", args))
+            figures = asyncio.run(measure(f"http://127.0.0.1:{router_port}", [p.pid for p in processes], args))
         finally:
             for process in processes:
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=30)
+    # How busy the machine was (1-minute load average, this run included): wall-clock figures
+    # from a machine busier than its cores are mostly noise; the per-CPU-second ratio is steadier.
+    figures["load_average"] = [round(load_before, 1), round(os.getloadavg()[0], 1), os.cpu_count()]
     if args.json:
         print(json.dumps(figures))
         return 0
     print(f"SmolLM2-135M, {args.rounds} rounds of {len(PROMPTS)} prompts per row and path, up to {args.max_tokens} tokens each")
     print(f"{'':14} {'direct tok/s':>12} {'grid tok/s':>10} {'grid/direct':>11} {'(range)':>13} "
-          f"{'direct TTFT':>11} {'added':>8}  same answers")
+          f"{'direct TTFT':>11} {'added':>8}  {'per CPU s':>9}  same answers")
     for key, f in figures.items():
+        if key == "load_average":
+            continue
         low, high = f["grid_vs_direct_range"]
         print(f"{key:14} {f['direct_tokens_per_s']:>12} {f['grid_tokens_per_s']:>10} {f['grid_vs_direct']:>10}x "
-              f"{f'({low}-{high})':>13} {f['direct_first_ms']:>8} ms {f['added_first_ms']:>5} ms  "
+              f"{f'({low}-{high})':>13} {f['direct_first_ms']:>8} ms {f['added_first_ms']:>5} ms  {f['grid_vs_direct_per_cpu_s']:>8}x  "
               f"{ {True: 'yes', False: 'NO', None: '-'}[f['same_answers']] }")
     print("TTFT: time to the first token (streams) or to the whole answer (plain), median of every request")
+    print("per CPU s: tokens per CPU second through the grid (worker + router) / direct")
+    before, after, cores = figures["load_average"]
+    print(f"load average {before} at the start, {after} at the end, on {cores} cores")
     return 0
 
 

@@ -110,7 +110,7 @@ class LlamaCppEngine:
         context_tokens: int = DEFAULT_CONTEXT_TOKENS,
         threads: int | None = None,
     ) -> None:
-        """Load the model (a fraction of a second for the packaged one: the file is mapped).
+        """Load the model (about a second for the packaged one: the file is mapped, not read).
 
         Args:
             model_path: a ``.gguf`` file; default the packaged SmolLM2-135M-Instruct.
