@@ -17,12 +17,13 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 import aiohttp
 from aiohttp import web
 
 from .config import RouterSettings, WorkerSettings
+from .engines import WorkerEngine, build_engine
 from .engines.demo import DemoEngine
 from .event_log import describe
 from .events import Event
@@ -34,7 +35,7 @@ from .router.app import ROUTER
 from .router.peers import Peer, PeerStore
 from .worker.app import create_app as create_worker
 
-__all__ = ["DemoGrid", "DemoWorker", "DEMO_WORKERS", "main"]
+__all__ = ["DemoGrid", "DemoWorker", "DEMO_WORKERS", "REAL_MODEL_WORKER", "main"]
 
 PROMPTS = [
     "Summarise the tide tables for tomorrow.",
@@ -54,6 +55,8 @@ class DemoWorker:
     tokens_per_second: float
     #: Chance that a request's connection is dropped before any answer.
     drop_rate: float = 0.0
+    #: ``llamacpp``: a real model (the packaged SmolLM2-135M) instead of the demo engine.
+    engine: Literal["demo", "llamacpp"] = "demo"
 
 
 DEMO_WORKERS = (
@@ -61,6 +64,9 @@ DEMO_WORKERS = (
     DemoWorker("steady", "batch", 0.6, 25.0),
     DemoWorker("flaky", "best-effort", 0.3, 40.0, drop_rate=0.5),
 )
+#: A worker with a real model, for ``lobstah-tui --demo --engine llamacpp``: the prompt box gets
+#: real answers (the demo traffic stays on the demo models).
+REAL_MODEL_WORKER = DemoWorker("llama", "interactive", 0.0, 0.0, engine="llamacpp")
 
 
 def dropping_middleware(rate: float, rng: random.Random) -> Any:
@@ -104,7 +110,9 @@ class DemoGrid:
         store = PeerStore(self.root / "router" / "peers.json")
         for spec in self.workers:
             identity = Identity.generate()
-            engine = DemoEngine(first_token_delay=spec.first_token_delay, tokens_per_second=spec.tokens_per_second)
+            engine: WorkerEngine = DemoEngine(first_token_delay=spec.first_token_delay, tokens_per_second=spec.tokens_per_second)
+            if spec.engine == "llamacpp":
+                engine = await asyncio.to_thread(build_engine, "llamacpp")
             # A friends-only grid: a demo left running for hours must not run out of credit.
             settings = WorkerSettings(port=0, tier=spec.tier, label=spec.label, concurrency=2, check_credit=False)  # type: ignore[arg-type]
             app = create_worker(settings, identity, engine, self.root / spec.label)

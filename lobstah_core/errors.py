@@ -30,6 +30,7 @@ __all__ = [
     "NotCancellable",
     "Overloaded",
     "EngineError",
+    "EngineUnavailable",
     "EngineRejected",
     "EngineBusy",
     "NoPeers",
@@ -166,6 +167,14 @@ class EngineError(LobstahError):
 
     type = "engine_error"
     status = 502
+
+
+class EngineUnavailable(EngineError):
+    """The engine cannot be set up here: an optional extra not installed, a model file that is
+    missing or is not a model. Raised when the engine is built, so the operator reads it at
+    start in one line."""
+
+    type = "engine_unavailable"
 
 
 class EngineRejected(RequestError):

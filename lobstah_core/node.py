@@ -47,6 +47,8 @@ class EngineSettings(BaseModel):
     models: list[str] | None = None
     first_token_delay: float = 0.2
     tokens_per_second: float = 40.0
+    #: ``llamacpp``: the GGUF file (default: the packaged SmolLM2-135M).
+    model_path: str | None = None
 
 
 class SyncSettings(BaseModel):
@@ -131,10 +133,11 @@ class Node:
             self.tracker = await RunningServer(create_tracker(), "127.0.0.1", self.settings.tracker_port, "tracker").start()
         if self.settings.worker is not None:
             engine_settings = self.settings.engine
-            engine = build_engine(
-                engine_settings.name, upstream=engine_settings.upstream, api_key=engine_settings.api_key,
+            # In a thread: llamacpp loads its model here.
+            engine = await asyncio.to_thread(
+                build_engine, engine_settings.name, upstream=engine_settings.upstream, api_key=engine_settings.api_key,
                 models=engine_settings.models, first_token_delay=engine_settings.first_token_delay,
-                tokens_per_second=engine_settings.tokens_per_second,
+                tokens_per_second=engine_settings.tokens_per_second, model_path=engine_settings.model_path,
             )
             app = create_worker(self.settings.worker, self.identity, engine, self.home, bus=self.bus)
             self.worker = await RunningServer(app, self.settings.worker.host, self.settings.worker.port, "worker").start()

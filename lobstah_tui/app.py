@@ -18,7 +18,9 @@ from textual.widgets import Footer, Input, Static, Switch
 
 from lobstah_core.clock import wall_clock_ms
 from lobstah_core.config import RouterSettings, Settings, WorkerSettings
-from lobstah_core.demo import DemoGrid
+from lobstah_core.demo import DEMO_WORKERS, REAL_MODEL_WORKER, DemoGrid
+from lobstah_core.engines import ENGINE_NAMES
+from lobstah_core.engines.llamacpp import DEFAULT_MODEL_NAME, check_setup
 from lobstah_core.errors import LobstahError
 from lobstah_core.events import Event
 from lobstah_core.identity_file import load_or_create_identity
@@ -185,20 +187,24 @@ def check_router(url: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lobstah-tui", description="The Lobstah grid dashboard.")
     parser.add_argument("--demo", action="store_true", help="a built-in demo grid with live traffic (scratch directory)")
-    parser.add_argument("--engine", choices=["ollama", "openai", "demo"], default="ollama", help="this node's worker engine")
+    parser.add_argument("--engine", choices=ENGINE_NAMES, default="ollama",
+                        help="this node's worker engine (with --demo, llamacpp adds a worker with a real model)")
     parser.add_argument("--no-worker", action="store_true", help="only borrow: run the router alone")
     parser.add_argument("--attach", metavar="URL", help="watch a headless node (lobstah-core serve) via its router URL")
     parser.add_argument("--model", help="model for the prompt box (default: demo-fast with demo engines)")
     args = parser.parse_args(argv)
     try:
+        if args.engine == "llamacpp":
+            check_setup()  # inside the app, a missing extra would end in a traceback
         if args.attach:
             check_router(args.attach)
             LobstahApp(RemoteNode(args.attach), model=args.model or "demo-fast").run()
             return 0
         if args.demo:
             with tempfile.TemporaryDirectory(prefix="lobstah-tui-demo-") as scratch:
-                demo = DemoGrid(Path(scratch))
-                LobstahApp(demo.node, demo).run()
+                real = args.engine == "llamacpp"
+                demo = DemoGrid(Path(scratch), DEMO_WORKERS + (REAL_MODEL_WORKER,) if real else DEMO_WORKERS)
+                LobstahApp(demo.node, demo, model=args.model or (DEFAULT_MODEL_NAME if real else "demo-fast")).run()
             return 0
         settings = Settings.from_env(os.environ)
         identity = load_or_create_identity(settings.identity_path)
@@ -207,8 +213,13 @@ def main(argv: list[str] | None = None) -> int:
                          engine=EngineSettings(name=args.engine)),
             identity, settings.identity_path, settings.home,
         )
-        LobstahApp(node, model=args.model or ("demo-fast" if args.engine == "demo" else "llama3.2:3b")).run()
+        LobstahApp(node, model=args.model or _prompt_model(args.engine)).run()
     except LobstahError as exc:
         print(f"lobstah-tui: error: {exc.message}", file=sys.stderr)
         return 1
     return 0
+
+
+def _prompt_model(engine: str) -> str:
+    """The prompt box's model when none is given: what the engine serves by default."""
+    return {"demo": "demo-fast", "llamacpp": DEFAULT_MODEL_NAME}.get(engine, "llama3.2:3b")

@@ -153,26 +153,39 @@ authentication:
 """
 
 
+def free_port() -> int:
+    """A loopback port free right now (for a server in another process)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(process: subprocess.Popen[Any], port: int, name: str, timeout: float = 30.0) -> None:
+    """Wait until ``process`` listens on loopback ``port``.
+
+    Raises:
+        RuntimeError: it exited or did not listen within ``timeout`` seconds (it is killed).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"{name} did not start")
+
+
 @pytest.fixture
 def nostr_relay(tmp_path: Path) -> Iterator[str]:
     """A real Nostr relay (the `nostr-relay` package from PyPI) on a free loopback port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     config = tmp_path / "relay.yaml"
     config.write_text(NOSTR_RELAY_CONFIG.format(db=tmp_path / "relay.sqlite3", port=port))
     relay_bin = Path(sys.executable).with_name("nostr-relay")
     process = subprocess.Popen([str(relay_bin), "-c", str(config), "serve"], cwd=tmp_path,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.1)
-    else:
-        process.kill()
-        raise RuntimeError("nostr-relay did not start")
+    wait_for_port(process, port, "nostr-relay")
     yield f"ws://127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=10)

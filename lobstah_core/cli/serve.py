@@ -18,6 +18,7 @@ from ..config import (
     WorkerSettings,
 )
 from ..demo import run_demo
+from ..engines import ENGINE_NAMES
 from ..event_log import describe
 from ..http import wait_for_shutdown
 from ..identity_file import load_or_create_identity
@@ -30,7 +31,8 @@ def register(commands: Any) -> None:
     serve = add_command(commands, "serve", cmd_serve, "run this node headless: router, worker, switches")
     serve.add_argument("--demo", action="store_true", help="run the built-in demo grid instead (scratch directory)")
     serve.add_argument("--worker", action=argparse.BooleanOptionalAction, default=True, help="lend compute too (default on)")
-    serve.add_argument("--engine", choices=["ollama", "openai", "demo"], default="ollama")
+    serve.add_argument("--engine", choices=ENGINE_NAMES, default="ollama")
+    serve.add_argument("--model-path", metavar="FILE.gguf", help="llamacpp engine: the model file (default: SmolLM2-135M)")
     serve.add_argument("--upstream", metavar="URL", help="Ollama address or OpenAI-compatible base URL")
     serve.add_argument("--router-port", type=int, default=ROUTER_PORT)
     serve.add_argument("--worker-port", type=int, default=WORKER_PORT)
@@ -66,7 +68,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         node_settings = NodeSettings(
             router=_router_settings(args),
             worker=WorkerSettings(port=args.worker_port, label=args.label) if args.worker else None,
-            engine=EngineSettings(name=args.engine, upstream=args.upstream),
+            engine=EngineSettings(name=args.engine, upstream=args.upstream, model_path=args.model_path),
             advertise=advertise_settings(args),
             sync=SyncSettings(trackers=args.sync_from, relays=args.sync_relay),
         )

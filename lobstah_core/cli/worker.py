@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..config import Settings, WorkerSettings
-from ..engines import build_engine
+from ..engines import ENGINE_NAMES, build_engine
 from ..identity_file import load_or_create_identity
 from ..worker.run import run_worker
 from .advertise import add_advertise_flags, advertise_settings
@@ -23,13 +23,15 @@ def register(commands: Any) -> None:
     defaults = WorkerSettings()
     start.add_argument("--host", default=defaults.host, help="address to bind (default %(default)s)")
     start.add_argument("--port", type=int, default=defaults.port, help="port (default %(default)s)")
-    start.add_argument("--engine", choices=["ollama", "openai", "demo"], default="ollama",
+    start.add_argument("--engine", choices=ENGINE_NAMES, default="ollama",
                        help="inference backend (default %(default)s)")
     start.add_argument("--upstream", metavar="URL",
                        help="Ollama address (default $OLLAMA_HOST) or OpenAI-compatible base URL")
     start.add_argument("--upstream-key", metavar="KEY", help="API key for --engine openai")
     start.add_argument("--model", action="append", dest="models", metavar="MODEL",
-                       help="serve only this model (repeatable; llama3.2 means llama3.2:latest; for demo: the models to offer)")
+                       help="serve only this model (repeatable; llama3.2 means llama3.2:latest; for demo: the models to offer; for llamacpp: the name its model is served under)")
+    start.add_argument("--model-path", metavar="FILE.gguf",
+                       help="llamacpp engine: the model file (default: the packaged SmolLM2-135M, as smollm2:135m)")
     start.add_argument("--tier", choices=["interactive", "batch", "best-effort"], default=defaults.tier)
     start.add_argument("--concurrency", type=int, default=defaults.concurrency,
                        help="engine calls at once (default %(default)s)")
@@ -59,7 +61,7 @@ def cmd_worker_start(args: argparse.Namespace, settings: Settings) -> int:
             concurrency=args.concurrency,
             max_queue=args.max_queue,
             label=args.label,
-            models=None if args.engine == "demo" else args.models,
+            models=None if args.engine in ("demo", "llamacpp") else args.models,
             check_credit=not args.no_credit_check,
             require_signed_requests=args.require_signed_requests,
         )
@@ -72,6 +74,7 @@ def cmd_worker_start(args: argparse.Namespace, settings: Settings) -> int:
             tokens_per_second=args.demo_tps,
             reply_tokens=args.demo_reply_tokens,
             timeouts=timeouts_from(args),
+            model_path=args.model_path,
         )
         advertise = advertise_settings(args)
     except (ValidationError, ValueError) as exc:

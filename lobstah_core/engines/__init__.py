@@ -7,15 +7,17 @@ for its command line whenever rich is installed, which commands that need no eng
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from ..timeouts import Timeouts
 from .base import Usage, WorkerEngine
 from .demo import DEMO_MODELS, DemoEngine
 
-__all__ = ["WorkerEngine", "Usage", "DemoEngine", "build_engine", "EngineName"]
+__all__ = ["WorkerEngine", "Usage", "DemoEngine", "build_engine", "EngineName", "ENGINE_NAMES"]
 
-EngineName = Literal["ollama", "openai", "demo"]
+EngineName = Literal["ollama", "openai", "demo", "llamacpp"]
+#: Every engine name, for command-line choices.
+ENGINE_NAMES: tuple[str, ...] = get_args(EngineName)
 
 
 def build_engine(
@@ -28,18 +30,22 @@ def build_engine(
     tokens_per_second: float = 0.0,
     reply_tokens: int | None = None,
     timeouts: Timeouts | None = None,
+    model_path: str | None = None,
 ) -> WorkerEngine:
     """The engine called ``name``.
 
     Args:
         upstream: Ollama's address (``ollama``; default ``$OLLAMA_HOST``) or the upstream's
             base URL (``openai``, required).
-        models: for ``demo``, the model ids to serve.
+        models: for ``demo``, the model ids to serve; for ``llamacpp``, at most one: the id
+            its model is served under.
         timeouts: for ``ollama`` and ``openai``, the limits of each call to the upstream by
             phase (default: see each engine).
+        model_path: for ``llamacpp``, the ``.gguf`` file (default: the packaged SmolLM2).
 
     Raises:
-        ValueError: ``openai`` without an upstream URL.
+        ValueError: ``openai`` without an upstream URL; ``llamacpp`` with several models.
+        EngineUnavailable: ``llamacpp`` without its extra installed, or a bad model file.
     """
     if name == "ollama":
         from .ollama import OllamaEngine
@@ -51,6 +57,12 @@ def build_engine(
         from .openai_compat import OpenAICompatibleEngine
 
         return OpenAICompatibleEngine(upstream, api_key=api_key, timeouts=timeouts)
+    if name == "llamacpp":
+        if models and len(models) > 1:
+            raise ValueError("--engine llamacpp serves one model: give --model NAME once")
+        from .llamacpp import LlamaCppEngine
+
+        return LlamaCppEngine(model_path, models[0] if models else None)
     return DemoEngine(
         tuple(models or DEMO_MODELS),
         first_token_delay=first_token_delay,

@@ -65,7 +65,7 @@ async def run_worker(
             f"  pubkey       {identity.pubkey}",
             f"  engine       {engine.name} ({models})",
             f"  tier         {settings.tier}",
-            f"  concurrency  {settings.concurrency} (queue up to {settings.max_queue})",
+            f"  concurrency  {server.runner.app[SERVICE].admission.concurrency} (queue up to {settings.max_queue})",
         ]
         if settings.label:
             lines.append(f"  label        {settings.label}")

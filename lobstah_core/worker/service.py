@@ -73,7 +73,10 @@ class WorkerService:
 
     def __post_init__(self) -> None:
         self.started_at_ms = self.clock_ms()
-        self.admission = Admission(self.settings.concurrency, self.settings.max_queue)
+        # An engine that runs fewer calls at once (llama.cpp in-process: one) caps the slots, so
+        # the requests it cannot run yet wait here, counted in queue_depth, not inside it.
+        concurrency = min(self.settings.concurrency, getattr(self.engine, "max_concurrency", self.settings.concurrency))
+        self.admission = Admission(concurrency, self.settings.max_queue)
         self.issued = Batches(self._store_issued, window=self.batch_window, what="issued receipts")
 
     def authenticate(
@@ -157,7 +160,7 @@ class WorkerService:
             models=models,
             queue_depth=self.admission.queue_depth,
             tier=self.settings.tier,
-            concurrency=self.settings.concurrency,
+            concurrency=self.admission.concurrency,
             job_counts=job_counts,
         )
 
