@@ -114,8 +114,14 @@ class LobstahApp(App[None]):
     def on_grid_event(self, message: GridEvent) -> None:
         self._arrived.append(message.event)
 
+    def _showing(self) -> bool:
+        # Textual's run_test (and any shutdown from outside the app's own task) prunes the
+        # screens before the app's message queue drains: a snapshot or a flush tick already
+        # queued is then handled with no screen on the stack, where `self.screen` raises.
+        return bool(self.screen_stack)
+
     def flush_events(self) -> None:
-        if not self._arrived:
+        if not self._arrived or not self._showing():
             return
         arrived, self._arrived = self._arrived, []
         receipts, balance = self.query_one(ReceiptsPanel), self.query_one(BalancePanel)
@@ -125,8 +131,8 @@ class LobstahApp(App[None]):
                 balance.add(event)
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
-        if not self.screen.is_mounted or not self.query(PeersPanel):
-            return  # a snapshot that arrives while the app is closing
+        if not self._showing():
+            return
         snapshot = message.snapshot
         for peer in snapshot.peers:
             if peer.label:
