@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from .clock import wall_clock_ms
 from .config import AdvertiseSettings, RouterSettings, WorkerSettings
@@ -45,8 +45,9 @@ class EngineSettings(BaseModel):
     upstream: str | None = None
     api_key: str | None = None
     models: list[str] | None = None
-    first_token_delay: float = 0.2
-    tokens_per_second: float = 40.0
+    #: Demo engine: seconds to the first token, and tokens per second (0: as fast as it can).
+    first_token_delay: float = Field(default=0.2, ge=0)
+    tokens_per_second: float = Field(default=40.0, ge=0)
 
 
 class SyncSettings(BaseModel):
