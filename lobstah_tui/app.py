@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import tempfile
@@ -19,7 +20,7 @@ from textual.widgets import Footer, Input, Static, Switch
 from lobstah_core.clock import wall_clock_ms
 from lobstah_core.config import RouterSettings, Settings, WorkerSettings
 from lobstah_core.demo import DemoGrid
-from lobstah_core.errors import LobstahError
+from lobstah_core.errors import LobstahError, describe_os_error
 from lobstah_core.events import Event
 from lobstah_core.identity_file import load_or_create_identity
 from lobstah_core.node import EngineSettings, Node, NodeSettings
@@ -63,6 +64,8 @@ class LobstahApp(App[None]):
         self.clock_ms = clock_ms
         self.labels: dict[str, str] = dict(demo.labels) if demo else {}
         self._arrived: list[Event] = []
+        #: Why the node could not start (one line), for ``main`` to print after the screen is gone.
+        self.startup_error: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(f"node {self.node.identity.pubkey}", id="identity")
@@ -78,12 +81,21 @@ class LobstahApp(App[None]):
 
     async def on_mount(self) -> None:
         self.watch_events()
-        if self.demo is not None:
-            await self.demo.start()
-            self.labels.update(self.demo.labels)
-            self.run_worker(self.demo.traffic(), exclusive=False, group="traffic")
-        else:
-            await self.node.start()
+        try:
+            if self.demo is not None:
+                await self.demo.start()
+                self.labels.update(self.demo.labels)
+                self.run_worker(self.demo.traffic(), exclusive=False, group="traffic")
+            else:
+                await self.node.start()
+        except (OSError, LobstahError) as exc:
+            # A port taken or a read-only home: leave before drawing anything, and let main()
+            # print the reason on the terminal the screen gave back.
+            self.startup_error = describe_os_error(exc) if isinstance(exc, OSError) else exc.message
+            if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+                self.startup_error += "; a node already running there can be watched with --attach URL"
+            self.exit(return_code=1)
+            return
         router = self.node.router.url if self.node.router else "no router"
         self.query_one("#identity", Static).update(Text.assemble(
             "node ", (f"{self.node.identity.pubkey[:16]}…", "bold"), "  OpenAI endpoint ", (f"{router}/v1", "bold"),
@@ -95,6 +107,7 @@ class LobstahApp(App[None]):
         self.refresh_snapshot()
 
     async def on_unmount(self) -> None:
+        # Also after a failed start: what did start (a worker before a taken router port) stops.
         if self.demo is not None:
             await self.demo.stop()
         else:
@@ -179,13 +192,30 @@ class LobstahApp(App[None]):
 
 
 def check_router(url: str) -> None:
-    """Fail early, in one line, when nothing Lobstah answers at ``url``."""
+    """Fail early, in one line, when no Lobstah router answers at ``url``.
+
+    Raises:
+        LobstahError: nothing answers, something else answers, or a worker answers (its
+            ``GET /`` says ``lobstah-worker``; the router of the same node says ``lobstah-router``).
+    """
     import httpx
 
     try:
-        httpx.get(url.rstrip("/") + "/pubkey", timeout=5).json()["pubkey"]
-    except (httpx.HTTPError, ValueError, KeyError):
-        raise LobstahError(f"no Lobstah router answers at {url} (start one with `lobstah-core serve`)") from None
+        what = httpx.get(url.rstrip("/") + "/", timeout=5).text.strip()
+    except httpx.HTTPError:
+        what = ""
+    if what == "lobstah-worker":
+        raise LobstahError(f"{url} is a worker; attach to its node's router instead (port 17475 by default)")
+    if what != "lobstah-router":
+        raise LobstahError(f"no Lobstah router answers at {url} (start one with `lobstah-core serve`)")
+
+
+def _run(app: LobstahApp) -> int:
+    app.run()
+    if app.startup_error is not None:
+        print(f"lobstah-tui: error: {app.startup_error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,13 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.attach:
             check_router(args.attach)
-            LobstahApp(RemoteNode(args.attach), model=args.model or "demo-fast").run()
-            return 0
+            return _run(LobstahApp(RemoteNode(args.attach), model=args.model or "demo-fast"))
         if args.demo:
             with tempfile.TemporaryDirectory(prefix="lobstah-tui-demo-") as scratch:
                 demo = DemoGrid(Path(scratch))
-                LobstahApp(demo.node, demo).run()
-            return 0
+                return _run(LobstahApp(demo.node, demo))
         settings = Settings.from_env(os.environ)
         identity = load_or_create_identity(settings.identity_path)
         node = Node(
@@ -213,8 +241,9 @@ def main(argv: list[str] | None = None) -> int:
                          engine=EngineSettings(name=args.engine)),
             identity, settings.identity_path, settings.home,
         )
-        LobstahApp(node, model=args.model or ("demo-fast" if args.engine == "demo" else "llama3.2:3b")).run()
+        return _run(LobstahApp(node, model=args.model or ("demo-fast" if args.engine == "demo" else "llama3.2:3b")))
     except LobstahError as exc:
         print(f"lobstah-tui: error: {exc.message}", file=sys.stderr)
-        return 1
-    return 0
+    except OSError as exc:
+        print(f"lobstah-tui: error: {describe_os_error(exc)}", file=sys.stderr)
+    return 1
