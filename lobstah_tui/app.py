@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from pydantic import ValidationError
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -18,12 +19,14 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Static, Switch
 
 from lobstah_core.clock import wall_clock_ms
-from lobstah_core.config import RouterSettings, Settings, WorkerSettings
+from lobstah_core.cli.common import first_line
+from lobstah_core.cli.node_flags import add_node_flags, node_settings, node_warnings
+from lobstah_core.config import Settings
 from lobstah_core.demo import DemoGrid
-from lobstah_core.errors import LobstahError, describe_os_error
+from lobstah_core.errors import LobstahError, SwitchRefused, describe_os_error
 from lobstah_core.events import Event
 from lobstah_core.identity_file import load_or_create_identity
-from lobstah_core.node import EngineSettings, Node, NodeSettings
+from lobstah_core.node import Node
 from lobstah_core.remote import RemoteNode
 
 from .messages import GridEvent, SnapshotReady
@@ -33,7 +36,7 @@ from .widgets.prompt import PromptPanel
 from .widgets.receipts import ReceiptsPanel
 from .widgets.switches import SwitchesPanel
 
-__all__ = ["LobstahApp", "main"]
+__all__ = ["LobstahApp", "build_parser", "main"]
 
 #: How often arrived events are painted.
 FLUSH_SECONDS = 0.033
@@ -66,6 +69,8 @@ class LobstahApp(App[None]):
         self._arrived: list[Event] = []
         #: Why the node could not start (one line), for ``main`` to print after the screen is gone.
         self.startup_error: str | None = None
+        #: Lines the operator should read once the screen is up (e.g. an unreachable announce URL).
+        self.warnings: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield Static(f"node {self.node.identity.pubkey}", id="identity")
@@ -100,6 +105,8 @@ class LobstahApp(App[None]):
         self.query_one("#identity", Static).update(Text.assemble(
             "node ", (f"{self.node.identity.pubkey[:16]}…", "bold"), "  OpenAI endpoint ", (f"{router}/v1", "bold"),
         ))
+        for warning in self.warnings:
+            self.notify(warning, severity="warning", timeout=30)
         self.set_interval(1.0, self.refresh_snapshot)
         # Events are painted in batches: at 200 receipts/s one repaint per receipt would cost
         # more CPU than everything else; 30 flushes a second stay well under 100 ms.
@@ -151,7 +158,7 @@ class LobstahApp(App[None]):
             if peer.label:
                 self.labels.setdefault(peer.pubkey, peer.label)
         self.query_one(PeersPanel).show(snapshot, self.clock_ms())
-        self.query_one(BalancePanel).show(snapshot)
+        self.query_one(BalancePanel).show(snapshot, self.clock_ms())
         self.query_one(SwitchesPanel).show(snapshot)
 
     def action_toggle(self, name: str) -> None:
@@ -164,11 +171,15 @@ class LobstahApp(App[None]):
     @on(Switch.Changed)
     async def flip(self, event: Switch.Changed) -> None:
         try:
+            if self.demo is not None and event.value:
+                raise SwitchRefused(f"the demo grid stays on this machine; to {event.switch.id}, run "
+                                    + ("lobstah-tui --announce-to TRACKER --announce-url URL"
+                                       if event.switch.id == "advertise" else "lobstah-tui --sync-from TRACKER"))
             if event.switch.id == "advertise":
                 await self.node.set_advertise(event.value)
             elif event.switch.id == "sync":
                 await self.node.set_sync(event.value)
-        except (ValueError, LobstahError) as exc:
+        except LobstahError as exc:
             self.notify(str(exc), severity="warning", title=f"{event.switch.id} stays off")
             with event.switch.prevent(Switch.Changed):
                 event.switch.value = False
@@ -218,14 +229,19 @@ def _run(app: LobstahApp) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """``lobstah-tui``'s options: its own, and those of a node as ``serve`` takes them."""
     parser = argparse.ArgumentParser(prog="lobstah-tui", description="The Lobstah grid dashboard.")
     parser.add_argument("--demo", action="store_true", help="a built-in demo grid with live traffic (scratch directory)")
-    parser.add_argument("--engine", choices=["ollama", "openai", "demo"], default="ollama", help="this node's worker engine")
-    parser.add_argument("--no-worker", action="store_true", help="only borrow: run the router alone")
     parser.add_argument("--attach", metavar="URL", help="watch a headless node (lobstah-core serve) via its router URL")
     parser.add_argument("--model", help="model for the prompt box (default: demo-fast with demo engines)")
-    args = parser.parse_args(argv)
+    add_node_flags(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``lobstah-tui``; returns the exit code (1 with one line on stderr when it cannot start)."""
+    args = build_parser().parse_args(argv)
     try:
         if args.attach:
             check_router(args.attach)
@@ -234,14 +250,16 @@ def main(argv: list[str] | None = None) -> int:
             with tempfile.TemporaryDirectory(prefix="lobstah-tui-demo-") as scratch:
                 demo = DemoGrid(Path(scratch))
                 return _run(LobstahApp(demo.node, demo))
+        try:
+            settings_of_node = node_settings(args)
+        except (ValidationError, ValueError) as exc:
+            raise LobstahError(first_line(exc)) from None
         settings = Settings.from_env(os.environ)
         identity = load_or_create_identity(settings.identity_path)
-        node = Node(
-            NodeSettings(router=RouterSettings(), worker=None if args.no_worker else WorkerSettings(),
-                         engine=EngineSettings(name=args.engine)),
-            identity, settings.identity_path, settings.home,
-        )
-        return _run(LobstahApp(node, model=args.model or ("demo-fast" if args.engine == "demo" else "llama3.2:3b")))
+        node = Node(settings_of_node, identity, settings.identity_path, settings.home)
+        app = LobstahApp(node, model=args.model or ("demo-fast" if args.engine == "demo" else "llama3.2:3b"))
+        app.warnings = node_warnings(settings_of_node)
+        return _run(app)
     except LobstahError as exc:
         print(f"lobstah-tui: error: {exc.message}", file=sys.stderr)
     except OSError as exc:
