@@ -137,8 +137,9 @@ class LobstahApp(App[None]):
     def _showing(self) -> bool:
         # Textual's run_test (and any shutdown from outside the app's own task) prunes the
         # screens before the app's message queue drains: a snapshot or a flush tick already
-        # queued is then handled with no screen on the stack, where `self.screen` raises.
-        return bool(self.screen_stack)
+        # queued is then handled with the panels removed, or with no screen on the stack at
+        # all (where `self.screen` raises).
+        return bool(self.screen_stack) and bool(self.query(ReceiptsPanel))
 
     def flush_events(self) -> None:
         if not self._arrived or not self._showing():

@@ -72,6 +72,7 @@ async def test_switches_call_the_node_and_show_its_state(tmp_path: Path) -> None
                     await asyncio.sleep(0.1)
                 assert (await http.get(f"{tracker.url}/peers")).json()["count"] == 1
             await wait_for(pilot, lambda: "announced to" in str(app.query_one("#advertise-result").render()))
+            assert "reachable" in str(app.query_one("#advertise-result").render())  # the tracker called back
             await pilot.press("s")  # nothing to sync from: it says so and stays off
             await wait_for(pilot, lambda: not app.query_one("#sync").value and bool(app._notifications))
             await pilot.press("a")
