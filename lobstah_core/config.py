@@ -9,12 +9,14 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StringConstraints
 
 from .protocol.announcements import Tier
 from .timeouts import Timeouts
 
-__all__ = ["Settings", "WorkerSettings", "RouterSettings", "AdvertiseSettings", "WORKER_PORT", "ROUTER_PORT", "TRACKER_PORT", "DEFAULT_HOST", "ALLOWANCE"]
+__all__ = ["Settings", "WorkerSettings", "RouterSettings", "AdvertiseSettings", "WORKER_PORT", "ROUTER_PORT", "TRACKER_PORT", "DEFAULT_HOST", "ALLOWANCE", "Label"]
 
 WORKER_PORT = 17474
 ROUTER_PORT = 17475
@@ -23,6 +25,10 @@ TRACKER_PORT = 17476
 DEFAULT_HOST = "127.0.0.1"
 #: Bootstrap credit every pubkey starts with, in tokens.
 ALLOWANCE = 10_000
+
+#: A name an operator gives a worker or a peer: shown in peer lists, tables and announcements,
+#: so one line of printable text (no control characters), at most 64 characters.
+Label = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 class Settings(BaseModel):
@@ -67,7 +73,7 @@ class WorkerSettings(BaseModel):
     max_queue: int = Field(default=16, ge=0)
     #: Async jobs allowed in the queue at once.
     max_jobs: int = Field(default=1000, ge=1)
-    label: str | None = None
+    label: Label | None = None
     #: Serve only these of the engine's models (default: all of them).
     models: list[str] | None = None
     #: Refuse requesters whose available credit in our ledger is <= 0 (off: friends-only grid).
@@ -126,5 +132,5 @@ class AdvertiseSettings(BaseModel):
     nostr_relays: list[str] = []
     #: The URL peers should use to reach this worker (its public address).
     announce_url: str
-    label: str | None = None
+    label: Label | None = None
     ttl_seconds: int = Field(default=300, ge=30)

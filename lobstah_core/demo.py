@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import random
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from typing import Any, Literal, TextIO
 import aiohttp
 from aiohttp import web
 
+from .clock import wall_clock_ms
 from .config import RouterSettings, WorkerSettings
 from .engines import WorkerEngine, build_engine
 from .engines.demo import DemoEngine
@@ -29,14 +31,16 @@ from .event_log import describe
 from .events import Event
 from .http import RunningServer, wait_for_shutdown
 from .identity_file import load_or_create_identity
-from .node import Node, NodeSettings
+from .node import EngineSettings, Node, NodeSettings
 from .protocol.identity import Identity
+from .protocol.request_signing import sign_request
 from .router.app import ROUTER
 from .router.peers import Peer, PeerStore
 from .worker.app import create_app as create_worker
 
 __all__ = ["DemoGrid", "DemoWorker", "DEMO_WORKERS", "REAL_MODEL_WORKER", "main"]
 
+CHAT_PATH = "/v1/chat/completions"
 PROMPTS = [
     "Summarise the tide tables for tomorrow.",
     "Write a haiku about a lobster lending its shell.",
@@ -94,8 +98,16 @@ class DemoGrid:
         self._servers: list[RunningServer] = []
         self._rng = random.Random(seed)
         identity_path = root / "router" / "identity.json"
+        #: The demo workers' identities, which also play the other nodes that send us work.
+        self._peers: list[Identity] = []
+        # This node lends as well as borrows: the other demo nodes send work to its worker, so
+        # the dashboard's "earned" moves too (friends-only, so credit never runs out).
         self.node = Node(
-            NodeSettings(router=RouterSettings(port=0, capacity_interval=5, exclusion_seconds=exclusion_seconds), worker=None),
+            NodeSettings(
+                router=RouterSettings(port=0, capacity_interval=5, exclusion_seconds=exclusion_seconds),
+                worker=WorkerSettings(port=0, label="this node", check_credit=False),
+                engine=EngineSettings(name="demo", first_token_delay=0.2, tokens_per_second=60.0),
+            ),
             load_or_create_identity(identity_path), identity_path, root / "router",
         )
         self.bus = self.node.bus
@@ -110,6 +122,7 @@ class DemoGrid:
         store = PeerStore(self.root / "router" / "peers.json")
         for spec in self.workers:
             identity = Identity.generate()
+            self._peers.append(identity)
             engine: WorkerEngine = DemoEngine(first_token_delay=spec.first_token_delay, tokens_per_second=spec.tokens_per_second)
             if spec.engine == "llamacpp":
                 engine = await asyncio.to_thread(build_engine, "llamacpp")
@@ -136,10 +149,11 @@ class DemoGrid:
         for server in reversed(self._servers):
             await server.stop()
 
-    async def traffic(self, every: float = 0.7) -> None:
-        """A gentle stream of requests through the router, streamed and plain, until cancelled."""
+    async def traffic(self, every: float = 0.7, served_share: float = 0.3) -> None:
+        """A gentle stream of requests until cancelled: most through our router (we spend), a
+        ``served_share`` from the other demo nodes to our worker, signed by them (we earn)."""
         assert self.router is not None
-        async with aiohttp.ClientSession(base_url=self.router.url) as session:
+        async with aiohttp.ClientSession() as session:
             while True:
                 body = {
                     "model": self._rng.choice(["demo-fast", "demo-smart"]),
@@ -147,12 +161,19 @@ class DemoGrid:
                     "max_tokens": self._rng.randint(8, 40),
                     "stream": self._rng.random() < 0.4,
                 }
-                asyncio.create_task(self._one(session, body))
+                raw = json.dumps(body).encode()
+                headers = {"Content-Type": "application/json"}
+                base = self.router.url
+                if self.node.worker is not None and self._peers and self._rng.random() < served_share:
+                    requester = self._rng.choice(self._peers)
+                    headers.update(sign_request(requester, "POST", CHAT_PATH, raw, wall_clock_ms()))
+                    base = self.node.worker.url
+                asyncio.create_task(self._one(session, base + CHAT_PATH, raw, headers))
                 await asyncio.sleep(every * self._rng.uniform(0.5, 1.5))
 
-    async def _one(self, session: aiohttp.ClientSession, body: dict[str, Any]) -> None:
+    async def _one(self, session: aiohttp.ClientSession, url: str, raw: bytes, headers: dict[str, str]) -> None:
         with contextlib.suppress(aiohttp.ClientError):
-            async with session.post("/v1/chat/completions", json=body) as response:
+            async with session.post(url, data=raw, headers=headers) as response:
                 await response.read()
 
     def describe(self, event: Event) -> str:

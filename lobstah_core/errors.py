@@ -36,6 +36,9 @@ __all__ = [
     "NoPeers",
     "NoCapablePeer",
     "AllPeersFailed",
+    "ConfigError",
+    "SwitchRefused",
+    "describe_os_error",
 ]
 
 
@@ -222,3 +225,38 @@ class AllPeersFailed(LobstahError):
 
     type = "all_peers_failed"
     status = 502
+
+
+class ConfigError(LobstahError):
+    """A file or setting of the operator's that has the wrong shape (e.g. a string where
+    openclaw's config needs an object); nothing was changed."""
+
+    type = "config_error"
+    status = 400
+
+
+class SwitchRefused(LobstahError):
+    """The advertise or sync switch cannot be turned on as configured; it stays off.
+
+    The message says what to configure (e.g. ``--announce-to`` or ``--sync-from``).
+    """
+
+    type = "switch_refused"
+    status = 409
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One readable line for a file or socket error, naming the path when there is one.
+
+    ``mkdir(parents=True, exist_ok=True)`` raises FileExistsError when a file sits where a
+    directory belongs (``LOBSTAH_HOME`` pointing at a file), NotADirectoryError when a file is
+    part of the path: both read as "a file is in the way".
+    """
+    where = exc.filename
+    if where is None:
+        return f"{exc.strerror or exc}"
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        return f"cannot use {where}: a file is in the way where a directory is needed"
+    if isinstance(exc, PermissionError):
+        return f"cannot write {where}: permission denied (a read-only home? set LOBSTAH_HOME)"
+    return f"cannot use {where}: {exc.strerror or exc}"

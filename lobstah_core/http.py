@@ -262,7 +262,13 @@ async def start_site(
     """
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:
+        # setup() already opened the app's resources (sessions, ledgers): close them here, since
+        # a caller whose start failed never gets to stop() what never started.
+        await runner.cleanup()
+        raise
     server = site._server  # aiohttp keeps the asyncio server here; it knows the real port
     sockets = getattr(server, "sockets", None) or []
     bound_port = sockets[0].getsockname()[1] if sockets else port

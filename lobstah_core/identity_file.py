@@ -78,6 +78,8 @@ def load_or_create_identity(path: Path) -> Identity:
         try:
             save_identity(identity, path)
         except IdentityError:
+            if not path.exists():
+                raise  # it could not be written (a read-only home): say so, not "no identity"
             # Another process created it between our check and our write: use theirs.
             return load_identity(path)
         return identity

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from .clock import wall_clock_ms
 from .config import AdvertiseSettings, RouterSettings, WorkerSettings
 from .discovery.advertiser import Advertiser, Channel, NostrChannel, TrackerChannel
 from .discovery.periodic_sync import PeriodicSync
 from .engines import EngineName, build_engine
-from .errors import LobstahError
+from .errors import LobstahError, SwitchRefused
 from .events import EventBus
 from .http import RunningServer
 from .identity_file import load_or_create_nostr_secret
@@ -45,8 +45,9 @@ class EngineSettings(BaseModel):
     upstream: str | None = None
     api_key: str | None = None
     models: list[str] | None = None
-    first_token_delay: float = 0.2
-    tokens_per_second: float = 40.0
+    #: Demo engine: seconds to the first token, and tokens per second (0: as fast as it can).
+    first_token_delay: float = Field(default=0.2, ge=0)
+    tokens_per_second: float = Field(default=40.0, ge=0)
     #: ``llamacpp``: the GGUF file (default: the packaged SmolLM2-135M).
     model_path: str | None = None
 
@@ -162,10 +163,12 @@ class Node:
         """Flip the advertise switch (remembered).
 
         Raises:
-            ValueError: no worker, or nowhere configured to advertise.
+            SwitchRefused: no worker, or nowhere configured to advertise.
         """
         if on and (self.worker is None or self.settings.advertise is None):
-            raise ValueError("advertising needs a worker and somewhere to announce it (--announce-to / --publish-via-nostr)")
+            # The flags named here are the ones `serve` and `lobstah-tui` both take.
+            raise SwitchRefused("advertising needs a worker and somewhere to announce it: "
+                                "--announce-to TRACKER or --publish-via-nostr, with --announce-url URL")
         if on and not (self.advertiser and self.advertiser.running):
             await self._start_advertising()
         elif not on and self.advertiser is not None:
@@ -176,10 +179,10 @@ class Node:
         """Flip the sync switch (remembered).
 
         Raises:
-            ValueError: no tracker or relay configured to sync from.
+            SwitchRefused: no tracker or relay configured to sync from.
         """
         if on and not (self.settings.sync.trackers or self.settings.sync.relays):
-            raise ValueError("syncing needs a tracker or a Nostr relay to sync from")
+            raise SwitchRefused("syncing needs a tracker or a Nostr relay to sync from: --sync-from TRACKER or --sync-relay URL")
         if on:
             self.sync.start()
         else:

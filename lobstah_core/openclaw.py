@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
+
 __all__ = ["PROVIDER", "lobstah_provider", "merge_provider", "default_config_path", "write_config"]
 
 PROVIDER = "lobstah"
@@ -54,15 +56,36 @@ def merge_provider(config: dict[str, Any], provider: dict[str, Any], default_mod
 
     Args:
         default_model: when given, also make ``lobstah/<default_model>`` the agents' default.
+
+    Raises:
+        ConfigError: ``models``, ``models.providers``, ``agents`` or ``agents.defaults`` is
+            there but not an object (the config is left as it was).
     """
     merged = copy.deepcopy(config)
-    models = merged.setdefault("models", {})
+    models = _object_at(merged, "models")
     models["mode"] = "merge"
-    models.setdefault("providers", {})[PROVIDER] = provider
+    _object_at(merged, "models", "providers")[PROVIDER] = provider
     if default_model is not None:
-        agents = merged.setdefault("agents", {}).setdefault("defaults", {})
-        agents.setdefault("model", {})["primary"] = f"{PROVIDER}/{default_model}"
+        defaults = _object_at(merged, "agents", "defaults")
+        primary = f"{PROVIDER}/{default_model}"
+        # openclaw takes the default model as {"primary", "fallbacks"} or as a bare string.
+        if isinstance(defaults.get("model"), dict):
+            defaults["model"]["primary"] = primary
+        else:
+            defaults["model"] = primary if isinstance(defaults.get("model"), str) else {"primary": primary}
     return merged
+
+
+def _object_at(config: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """The object at ``config[keys[0]][keys[1]]…``, created empty where missing."""
+    node = config
+    for depth, key in enumerate(keys, 1):
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            where = ".".join(keys[:depth])
+            kind = type(node).__name__
+            raise ConfigError(f"openclaw config: {where} is a {kind}, not an object; the file was left untouched")
+    return node
 
 
 def write_config(path: Path, config: dict[str, Any]) -> Path | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from .errors import LobstahError
+from .errors import LobstahError, SwitchRefused
 from .events import EventBus, event_from_json
 from .node import NodeSnapshot, PeerView
 from .protocol.schemas import Balance
@@ -82,10 +82,10 @@ class RemoteNode:
         return NodeSnapshot(self.identity.pubkey, self.url, None, None, peers, None, balance, (), detached, detached)
 
     async def set_advertise(self, on: bool) -> None:
-        raise ValueError("attached to a headless node: flip advertising there (lobstah-core serve --advertise)")
+        raise SwitchRefused("attached to a headless node: flip advertising there (lobstah-core serve --advertise)")
 
     async def set_sync(self, on: bool) -> None:
-        raise ValueError("attached to a headless node: flip syncing there (lobstah-core serve --sync)")
+        raise SwitchRefused("attached to a headless node: flip syncing there (lobstah-core serve --sync)")
 
     async def chat_stream(self, model: str, prompt: str) -> AsyncIterator[str]:
         assert self._client is not None

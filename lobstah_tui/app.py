@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from pydantic import ValidationError
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -17,14 +19,15 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Static, Switch
 
 from lobstah_core.clock import wall_clock_ms
-from lobstah_core.config import RouterSettings, Settings, WorkerSettings
+from lobstah_core.cli.common import first_line
+from lobstah_core.cli.node_flags import add_node_flags, node_settings, node_warnings
+from lobstah_core.config import Settings
 from lobstah_core.demo import DEMO_WORKERS, REAL_MODEL_WORKER, DemoGrid
-from lobstah_core.engines import ENGINE_NAMES
 from lobstah_core.engines.llamacpp import DEFAULT_MODEL_NAME, check_setup
-from lobstah_core.errors import LobstahError
+from lobstah_core.errors import LobstahError, SwitchRefused, describe_os_error
 from lobstah_core.events import Event
 from lobstah_core.identity_file import load_or_create_identity
-from lobstah_core.node import EngineSettings, Node, NodeSettings
+from lobstah_core.node import Node
 from lobstah_core.remote import RemoteNode
 
 from .messages import GridEvent, SnapshotReady
@@ -34,7 +37,7 @@ from .widgets.prompt import PromptPanel
 from .widgets.receipts import ReceiptsPanel
 from .widgets.switches import SwitchesPanel
 
-__all__ = ["LobstahApp", "main"]
+__all__ = ["LobstahApp", "build_parser", "main"]
 
 #: How often arrived events are painted.
 FLUSH_SECONDS = 0.033
@@ -65,6 +68,10 @@ class LobstahApp(App[None]):
         self.clock_ms = clock_ms
         self.labels: dict[str, str] = dict(demo.labels) if demo else {}
         self._arrived: list[Event] = []
+        #: Why the node could not start (one line), for ``main`` to print after the screen is gone.
+        self.startup_error: str | None = None
+        #: Lines the operator should read once the screen is up (e.g. an unreachable announce URL).
+        self.warnings: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield Static(f"node {self.node.identity.pubkey}", id="identity")
@@ -80,16 +87,27 @@ class LobstahApp(App[None]):
 
     async def on_mount(self) -> None:
         self.watch_events()
-        if self.demo is not None:
-            await self.demo.start()
-            self.labels.update(self.demo.labels)
-            self.run_worker(self.demo.traffic(), exclusive=False, group="traffic")
-        else:
-            await self.node.start()
+        try:
+            if self.demo is not None:
+                await self.demo.start()
+                self.labels.update(self.demo.labels)
+                self.run_worker(self.demo.traffic(), exclusive=False, group="traffic")
+            else:
+                await self.node.start()
+        except (OSError, LobstahError) as exc:
+            # A port taken or a read-only home: leave before drawing anything, and let main()
+            # print the reason on the terminal the screen gave back.
+            self.startup_error = describe_os_error(exc) if isinstance(exc, OSError) else exc.message
+            if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+                self.startup_error += "; a node already running there can be watched with --attach URL"
+            self.exit(return_code=1)
+            return
         router = self.node.router.url if self.node.router else "no router"
         self.query_one("#identity", Static).update(Text.assemble(
             "node ", (f"{self.node.identity.pubkey[:16]}…", "bold"), "  OpenAI endpoint ", (f"{router}/v1", "bold"),
         ))
+        for warning in self.warnings:
+            self.notify(warning, severity="warning", timeout=30)
         self.set_interval(1.0, self.refresh_snapshot)
         # Events are painted in batches: at 200 receipts/s one repaint per receipt would cost
         # more CPU than everything else; 30 flushes a second stay well under 100 ms.
@@ -97,6 +115,7 @@ class LobstahApp(App[None]):
         self.refresh_snapshot()
 
     async def on_unmount(self) -> None:
+        # Also after a failed start: what did start (a worker before a taken router port) stops.
         if self.demo is not None:
             await self.demo.stop()
         else:
@@ -116,8 +135,15 @@ class LobstahApp(App[None]):
     def on_grid_event(self, message: GridEvent) -> None:
         self._arrived.append(message.event)
 
+    def _showing(self) -> bool:
+        # Textual's run_test (and any shutdown from outside the app's own task) prunes the
+        # screens before the app's message queue drains: a snapshot or a flush tick already
+        # queued is then handled with the panels removed, or with no screen on the stack at
+        # all (where `self.screen` raises).
+        return bool(self.screen_stack) and bool(self.query(ReceiptsPanel))
+
     def flush_events(self) -> None:
-        if not self._arrived:
+        if not self._arrived or not self._showing():
             return
         arrived, self._arrived = self._arrived, []
         receipts, balance = self.query_one(ReceiptsPanel), self.query_one(BalancePanel)
@@ -127,14 +153,14 @@ class LobstahApp(App[None]):
                 balance.add(event)
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
-        if not self.screen.is_mounted or not self.query(PeersPanel):
-            return  # a snapshot that arrives while the app is closing
+        if not self._showing():
+            return
         snapshot = message.snapshot
         for peer in snapshot.peers:
             if peer.label:
                 self.labels.setdefault(peer.pubkey, peer.label)
         self.query_one(PeersPanel).show(snapshot, self.clock_ms())
-        self.query_one(BalancePanel).show(snapshot)
+        self.query_one(BalancePanel).show(snapshot, self.clock_ms())
         self.query_one(SwitchesPanel).show(snapshot)
 
     def action_toggle(self, name: str) -> None:
@@ -147,11 +173,15 @@ class LobstahApp(App[None]):
     @on(Switch.Changed)
     async def flip(self, event: Switch.Changed) -> None:
         try:
+            if self.demo is not None and event.value:
+                raise SwitchRefused(f"the demo grid stays on this machine; to {event.switch.id}, run "
+                                    + ("lobstah-tui --announce-to TRACKER --announce-url URL"
+                                       if event.switch.id == "advertise" else "lobstah-tui --sync-from TRACKER"))
             if event.switch.id == "advertise":
                 await self.node.set_advertise(event.value)
             elif event.switch.id == "sync":
                 await self.node.set_sync(event.value)
-        except (ValueError, LobstahError) as exc:
+        except LobstahError as exc:
             self.notify(str(exc), severity="warning", title=f"{event.switch.id} stays off")
             with event.switch.prevent(Switch.Changed):
                 event.switch.value = False
@@ -175,49 +205,71 @@ class LobstahApp(App[None]):
 
 
 def check_router(url: str) -> None:
-    """Fail early, in one line, when nothing Lobstah answers at ``url``."""
+    """Fail early, in one line, when no Lobstah router answers at ``url``.
+
+    Raises:
+        LobstahError: nothing answers, something else answers, or a worker answers (its
+            ``GET /`` says ``lobstah-worker``; the router of the same node says ``lobstah-router``).
+    """
     import httpx
 
     try:
-        httpx.get(url.rstrip("/") + "/pubkey", timeout=5).json()["pubkey"]
-    except (httpx.HTTPError, ValueError, KeyError):
-        raise LobstahError(f"no Lobstah router answers at {url} (start one with `lobstah-core serve`)") from None
+        what = httpx.get(url.rstrip("/") + "/", timeout=5).text.strip()
+    except httpx.HTTPError:
+        what = ""
+    if what == "lobstah-worker":
+        raise LobstahError(f"{url} is a worker; attach to its node's router instead (port 17475 by default)")
+    if what != "lobstah-router":
+        raise LobstahError(f"no Lobstah router answers at {url} (start one with `lobstah-core serve`)")
+
+
+def _run(app: LobstahApp) -> int:
+    app.run()
+    if app.startup_error is not None:
+        print(f"lobstah-tui: error: {app.startup_error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``lobstah-tui``'s options: its own, and those of a node as ``serve`` takes them."""
+    parser = argparse.ArgumentParser(prog="lobstah-tui", description="The Lobstah grid dashboard.")
+    parser.add_argument("--demo", action="store_true", help="a built-in demo grid with live traffic (scratch directory)")
+    parser.add_argument("--attach", metavar="URL", help="watch a headless node (lobstah-core serve) via its router URL")
+    parser.add_argument("--model", help="model for the prompt box (default: demo-fast with demo engines)")
+    add_node_flags(parser)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lobstah-tui", description="The Lobstah grid dashboard.")
-    parser.add_argument("--demo", action="store_true", help="a built-in demo grid with live traffic (scratch directory)")
-    parser.add_argument("--engine", choices=ENGINE_NAMES, default="ollama",
-                        help="this node's worker engine (with --demo, llamacpp adds a worker with a real model)")
-    parser.add_argument("--no-worker", action="store_true", help="only borrow: run the router alone")
-    parser.add_argument("--attach", metavar="URL", help="watch a headless node (lobstah-core serve) via its router URL")
-    parser.add_argument("--model", help="model for the prompt box (default: demo-fast with demo engines)")
-    args = parser.parse_args(argv)
+    """Run ``lobstah-tui``; returns the exit code (1 with one line on stderr when it cannot start)."""
+    args = build_parser().parse_args(argv)
     try:
         if args.engine == "llamacpp":
             check_setup()  # inside the app, a missing extra would end in a traceback
         if args.attach:
             check_router(args.attach)
-            LobstahApp(RemoteNode(args.attach), model=args.model or "demo-fast").run()
-            return 0
+            return _run(LobstahApp(RemoteNode(args.attach), model=args.model or "demo-fast"))
         if args.demo:
             with tempfile.TemporaryDirectory(prefix="lobstah-tui-demo-") as scratch:
                 real = args.engine == "llamacpp"
                 demo = DemoGrid(Path(scratch), DEMO_WORKERS + (REAL_MODEL_WORKER,) if real else DEMO_WORKERS)
-                LobstahApp(demo.node, demo, model=args.model or (DEFAULT_MODEL_NAME if real else "demo-fast")).run()
-            return 0
+                return _run(LobstahApp(demo.node, demo, model=args.model or (DEFAULT_MODEL_NAME if real else "demo-fast")))
+        try:
+            settings_of_node = node_settings(args)
+        except (ValidationError, ValueError) as exc:
+            raise LobstahError(first_line(exc)) from None
         settings = Settings.from_env(os.environ)
         identity = load_or_create_identity(settings.identity_path)
-        node = Node(
-            NodeSettings(router=RouterSettings(), worker=None if args.no_worker else WorkerSettings(),
-                         engine=EngineSettings(name=args.engine)),
-            identity, settings.identity_path, settings.home,
-        )
-        LobstahApp(node, model=args.model or _prompt_model(args.engine)).run()
+        node = Node(settings_of_node, identity, settings.identity_path, settings.home)
+        app = LobstahApp(node, model=args.model or _prompt_model(args.engine))
+        app.warnings = node_warnings(settings_of_node)
+        return _run(app)
     except LobstahError as exc:
         print(f"lobstah-tui: error: {exc.message}", file=sys.stderr)
-        return 1
-    return 0
+    except OSError as exc:
+        print(f"lobstah-tui: error: {describe_os_error(exc)}", file=sys.stderr)
+    return 1
 
 
 def _prompt_model(engine: str) -> str:

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from lobstah_core.config import AdvertiseSettings, RouterSettings, WorkerSettings
+from lobstah_core.errors import SwitchRefused
 from lobstah_core.events import ReceiptAccepted, ReceiptIssued
 from lobstah_core.http import RunningServer
 from lobstah_core.identity_file import load_or_create_identity
@@ -92,9 +93,9 @@ async def test_switches_refuse_what_they_cannot_do(tmp_path: Path) -> None:
     node = Node(settings(worker=None), identity, tmp_path / "identity.json", tmp_path)
     await node.start()
     try:
-        with pytest.raises(ValueError, match="needs a worker"):
+        with pytest.raises(SwitchRefused, match="needs a worker"):
             await node.set_advertise(True)
-        with pytest.raises(ValueError, match="tracker or a Nostr relay"):
+        with pytest.raises(SwitchRefused, match="tracker or a Nostr relay"):
             await node.set_sync(True)
         assert not (tmp_path / "node.json").exists()
     finally:

@@ -12,9 +12,12 @@ import os
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from ..config import Settings
-from ..errors import LobstahError
+from ..errors import LobstahError, describe_os_error
 from . import identity, ledger, openclaw, peers, router, serve, tracker, worker
+from .common import first_line
 
 __all__ = ["main", "build_parser"]
 
@@ -24,15 +27,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.command(args, Settings.from_env()))
-    except LobstahError as exc:
-        print(f"lobstah-core: error: {exc.message}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         # `lobstah-core ledger export | head`: the reader left; nothing went wrong.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    # Every command fails through here, so each kind of failure reads as one line whatever
+    # command met it: our own errors, the file system (a home that is a file or read-only,
+    # a port taken), and settings refused by their pydantic model.
+    except LobstahError as exc:
+        return _fail(exc.message)
+    except OSError as exc:
+        return _fail(describe_os_error(exc))
+    except ValidationError as exc:
+        return _fail(first_line(exc))
+
+
+def _fail(line: str) -> int:
+    print(f"lobstah-core: error: {line}", file=sys.stderr)
+    return 1
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,19 +17,21 @@ def register(commands: Any) -> None:
     ledger = commands.add_parser("ledger", help="import or export receipts (JS ledger.jsonl)")
     actions = ledger.add_subparsers(metavar="ACTION", required=True)
     importer = add_command(actions, "import", cmd_ledger_import, "verify and add the receipts of a jsonl file")
-    importer.add_argument("file", type=Path, help="a ledger.jsonl file, or - for stdin")
+    importer.add_argument("file", type=Path, nargs="?",
+                          help="a ledger.jsonl file, or - for stdin (default: $LOBSTAH_LEDGER, else ledger.jsonl in the home)")
     add_json_flag(importer)
     exporter = add_command(actions, "export", cmd_ledger_export, "write every receipt as ledger.jsonl")
     exporter.add_argument("file", type=Path, nargs="?", help="where to write (default: standard output)")
 
 
 def cmd_ledger_import(args: argparse.Namespace, settings: Settings) -> int:
+    source = args.file or settings.jsonl_ledger_path  # where the JS node keeps its ledger
     with Ledger(settings.ledger_path) as ledger:
-        if str(args.file) == "-":
+        if str(source) == "-":
             report = ledger.import_jsonl(sys.stdin)
         else:
-            _require_file(args.file)
-            report = ledger.import_jsonl(iter_lines(args.file))
+            _require_file(source)
+            report = ledger.import_jsonl(iter_lines(source))
     if args.json:
         print_json(_report_body(report))
     else:

@@ -11,10 +11,10 @@ import time
 from typing import Any
 
 import aiohttp
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from ..clock import wall_clock_ms
-from ..config import Settings
+from ..config import Label, Settings
 from ..discovery.gossip import gossip
 from ..discovery.merge import SyncReport, merge_announcements
 from ..discovery.nostr_relay import DEFAULT_RELAYS
@@ -49,9 +49,16 @@ def register(commands: Any) -> None:
     add_json_flag(gossip_cmd)
 
 
+_LABEL: TypeAdapter[str] = TypeAdapter(Label)
+
+
 def cmd_peers_add(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        peer = Peer(pubkey=args.pubkey, url=args.url, label=args.label)
+        label = None if args.label is None else _LABEL.validate_python(args.label)
+    except ValidationError as exc:
+        raise CliError(f"not a valid label: {exc.errors()[0]['msg']}") from None
+    try:
+        peer = Peer(pubkey=args.pubkey, url=args.url, label=label)
     except ValidationError as exc:
         raise CliError(f"not a valid peer: {first_line(exc)}") from None
     new = PeerStore(settings.peers_path).add(peer)
@@ -116,7 +123,11 @@ def cmd_peers_sync(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_peers_gossip(args: argparse.Namespace, settings: Settings) -> int:
     relays = args.relays or list(DEFAULT_RELAYS)
     report = asyncio.run(_gossip(relays, PeerStore(settings.peers_path), _policy(args), args.idle))
-    return _print_report(report, ", ".join(relays), args.json)
+    _print_report(report, ", ".join(relays), args.json)
+    failed = {who for who, _ in report.rejected} & set(relays)
+    if failed == set(relays):
+        raise CliError(f"no relay answered ({len(relays)} tried); peers.json is unchanged")
+    return 0
 
 
 def _policy(args: argparse.Namespace) -> UrlPolicy:

@@ -10,53 +10,25 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..config import (
-    ROUTER_PORT,
-    WORKER_PORT,
-    RouterSettings,
-    Settings,
-    WorkerSettings,
-)
+from ..config import Settings
 from ..demo import run_demo
-from ..engines import ENGINE_NAMES
 from ..event_log import describe
 from ..http import wait_for_shutdown
 from ..identity_file import load_or_create_identity
-from ..node import EngineSettings, Node, NodeSettings, SyncSettings
-from .advertise import add_advertise_flags, advertise_settings
-from .common import CliError, add_command, add_timeout_flags, first_line, timeouts_from
+from ..node import Node
+from .common import CliError, add_command, first_line
+from .node_flags import add_node_flags, node_settings, node_warnings
 
 
 def register(commands: Any) -> None:
     serve = add_command(commands, "serve", cmd_serve, "run this node headless: router, worker, switches")
     serve.add_argument("--demo", action="store_true", help="run the built-in demo grid instead (scratch directory)")
-    serve.add_argument("--worker", action=argparse.BooleanOptionalAction, default=True, help="lend compute too (default on)")
-    serve.add_argument("--engine", choices=ENGINE_NAMES, default="ollama")
-    serve.add_argument("--model-path", metavar="FILE.gguf", help="llamacpp engine: the model file (default: SmolLM2-135M)")
-    serve.add_argument("--upstream", metavar="URL", help="Ollama address or OpenAI-compatible base URL")
-    serve.add_argument("--router-port", type=int, default=ROUTER_PORT)
-    serve.add_argument("--worker-port", type=int, default=WORKER_PORT)
-    serve.add_argument("--label", help="this worker's name in peer lists")
-    add_advertise_flags(serve)
+    add_node_flags(serve)
     serve.add_argument("--advertise", action=argparse.BooleanOptionalAction, default=None,
                        help="turn the advertise switch on or off (remembered; default: as last time, off at first)")
-    serve.add_argument("--sync-from", action="append", default=[], metavar="TRACKER", help="tracker to sync peers from")
-    serve.add_argument("--sync-relay", action="append", default=[], metavar="URL", help="Nostr relay to sync peers from")
     serve.add_argument("--sync", action=argparse.BooleanOptionalAction, default=None,
                        help="turn the sync switch on or off (remembered; default: as last time, off at first)")
     serve.add_argument("--seconds", type=float, help="stop after this long (default: until SIGINT/SIGTERM)")
-    serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
-                       help="let browser pages from ORIGIN call the router (repeatable; loopback pages always may)")
-    add_timeout_flags(serve, "peers (the router's)")
-
-
-def _router_settings(args: argparse.Namespace) -> RouterSettings:
-    timeouts = timeouts_from(args)
-    return RouterSettings(
-        port=args.router_port, cors_origins=args.cors_origin,
-        connect_timeout=timeouts.connect_s, first_byte_timeout=timeouts.first_byte_s,
-        idle_timeout=timeouts.idle_s, total_timeout=timeouts.total_s,
-    )
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -65,17 +37,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             asyncio.run(run_demo(args.seconds, sys.stdout))
         return 0
     try:
-        node_settings = NodeSettings(
-            router=_router_settings(args),
-            worker=WorkerSettings(port=args.worker_port, label=args.label) if args.worker else None,
-            engine=EngineSettings(name=args.engine, upstream=args.upstream, model_path=args.model_path),
-            advertise=advertise_settings(args),
-            sync=SyncSettings(trackers=args.sync_from, relays=args.sync_relay),
-        )
+        settings_of_node = node_settings(args)
     except (ValidationError, ValueError) as exc:
         raise CliError(first_line(exc)) from None
+    for warning in node_warnings(settings_of_node):
+        print(f"warning: {warning}", file=sys.stderr)
     identity = load_or_create_identity(settings.identity_path)
-    node = Node(node_settings, identity, settings.identity_path, settings.home)
+    node = Node(settings_of_node, identity, settings.identity_path, settings.home)
     try:
         asyncio.run(_serve(node, args))
     except OSError as exc:

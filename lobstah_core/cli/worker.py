@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from typing import Any
 
 from pydantic import ValidationError
 
 from ..config import Settings, WorkerSettings
+from ..discovery.reach import bind_warning
 from ..engines import ENGINE_NAMES, build_engine
 from ..identity_file import load_or_create_identity
 from ..worker.run import run_worker
@@ -79,6 +81,9 @@ def cmd_worker_start(args: argparse.Namespace, settings: Settings) -> int:
         advertise = advertise_settings(args)
     except (ValidationError, ValueError) as exc:
         raise CliError(first_line(exc)) from None
+    warning = bind_warning(args.host, advertise.announce_url) if advertise else None
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     identity = load_or_create_identity(settings.identity_path)
     try:
         asyncio.run(run_worker(worker_settings, identity, settings.identity_path, engine, settings.home, advertise=advertise))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -29,6 +29,21 @@ __all__ = ["Advertiser", "Channel", "TrackerChannel", "NostrChannel", "heartbeat
 log = logging.getLogger("lobstah.discovery")
 
 
+def describe_reachability(answer: dict[str, Any], url: str) -> str:
+    """What a tracker's ``POST /announce`` answer says of reachability ([ext]), as advice.
+
+    Logged as a warning when nobody can reach ``url``: the operator must act on it.
+    """
+    if answer.get("reachable") is True:
+        return "reachable"
+    if answer.get("reachable") is None:
+        return "reachability unknown (the tracker does not check)"
+    why = answer.get("reachability") or "no reason given"
+    log.warning("the tracker cannot reach %s: %s", url, why)
+    return (f"NOT reachable: {why}; forward the port to this machine, or use an overlay such as "
+            "Tailscale and announce that address")
+
+
 def heartbeat_seconds(ttl_seconds: int) -> float:
     """Re-announce every max(ttl/2, 30 s), as the JS workers do."""
     return max(ttl_seconds / 2, 30.0)
@@ -48,7 +63,8 @@ class TrackerChannel:
 
     async def announce(self, session: aiohttp.ClientSession, signed: SignedAnnouncement) -> str:
         answer = await TrackerClient(session, self.url).announce(signed)
-        return f"announced to {self.url} ({answer.get('registeredCount', '?')} peers there)"
+        line = f"announced to {self.url} ({answer.get('registeredCount', '?')} peers there)"
+        return f"{line}; {describe_reachability(answer, signed.announcement.url)}"
 
     async def withdraw(self, session: aiohttp.ClientSession) -> str:
         await TrackerClient(session, self.url).unannounce(sign_unannounce(self.identity, self._clock_ms()))
@@ -66,7 +82,8 @@ class NostrChannel:
         event = announcement_event(self._secret, signed, self._clock_ms() // 1000)
         accepted = await self._publish(session, event)
         self._last_event_id = event.id
-        return f"published to {accepted}/{len(self.relays)} Nostr relays"
+        # Relays store events; nobody calls the URL back, so nothing tells us who can reach it.
+        return f"published to {accepted}/{len(self.relays)} Nostr relays; reachability unknown"
 
     async def withdraw(self, session: aiohttp.ClientSession) -> str:
         if self._last_event_id is None:

@@ -46,7 +46,14 @@ class DemoEngine:
             tokens_per_second: generation speed; 0 means as fast as possible.
             reply_tokens: length of every reply; by default each prompt gets its own natural
                 length of 16 to 63 tokens. Either way ``max_tokens`` caps it, as for a model.
+
+        Raises:
+            ValueError: a negative delay, speed or reply length.
         """
+        for what, value in (("first token delay", first_token_delay), ("tokens per second", tokens_per_second),
+                            ("reply tokens", reply_tokens or 0)):
+            if value < 0:
+                raise ValueError(f"the demo engine's {what} cannot be negative (got {value})")
         self._models = list(models)
         self.first_token_delay = first_token_delay
         self.tokens_per_second = tokens_per_second

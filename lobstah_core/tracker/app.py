@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import os
+from collections.abc import AsyncIterator, Callable
 
+import aiohttp
 from aiohttp import web
 
 from ..clock import wall_clock_ms
 from ..errors import InvalidJson, MalformedMessage
 from ..http import MAX_BODY, error_middleware, read_body
 from ..protocol.wire import parse_json
+from ..protocol.url_safety import UrlPolicy
+from .reachability import check_reachability
 from .registry import Limits, Registry
 
 __all__ = ["create_app", "REGISTRY"]
 
 REGISTRY = web.AppKey("registry", Registry)
+#: The session reachability checks go out on; None when the tracker does not check.
+PROBE = web.AppKey("probe", aiohttp.ClientSession | None)
 #: Announcements are small; anything bigger is not one.
 MAX_BODY_BYTES = 64 * 1024
 
@@ -23,10 +30,16 @@ class BadJson(InvalidJson):
     type = "bad_json"  # the JS tracker's name for it
 
 
-def create_app(limits: Limits | None = None, clock_ms: Callable[[], int] = wall_clock_ms) -> web.Application:
+def create_app(
+    limits: Limits | None = None, clock_ms: Callable[[], int] = wall_clock_ms, check_reachability: bool = True
+) -> web.Application:
+    """The tracker; ``check_reachability`` adds WIRE.md's "[ext] reachability" to announce answers."""
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
     app[MAX_BODY] = MAX_BODY_BYTES
     app[REGISTRY] = Registry(clock_ms, limits)
+    app[PROBE] = None
+    if check_reachability:
+        app.cleanup_ctx.append(_probe_session)
     app.router.add_get("/", index)
     app.router.add_get("/peers", peers)
     app.router.add_post("/announce", announce)
@@ -51,7 +64,18 @@ async def announce(request: web.Request) -> web.Response:
     # The TTL granted, not the one asked for: 60–600 s (WIRE.md).
     body = {"ok": True, "pubkey": signed.announcement.pubkey, "ttlSeconds": signed.announcement.granted_ttl_seconds,
             "registeredCount": registry.live_count()}
+    probe = request.app[PROBE]
+    if probe is not None:  # after verifying: only a signed announcement makes us call out
+        announced = signed.announcement
+        reach = await check_reachability(probe, announced.url, announced.pubkey, UrlPolicy.from_env(os.environ))
+        body.update(reach.to_wire())
     return web.json_response(body)
+
+
+async def _probe_session(app: web.Application) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession() as session:
+        app[PROBE] = session
+        yield
 
 
 async def unannounce(request: web.Request) -> web.Response:

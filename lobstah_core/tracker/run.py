@@ -11,8 +11,9 @@ from .app import create_app
 __all__ = ["run_tracker"]
 
 
-async def run_tracker(host: str, port: int, out: TextIO = sys.stdout) -> None:
-    server = RunningServer(create_app(), host, port, "tracker")
+async def run_tracker(host: str, port: int, out: TextIO = sys.stdout, check_reachability: bool = True) -> None:
+    """Serve a tracker until a shutdown signal, printing a banner first."""
+    server = RunningServer(create_app(check_reachability=check_reachability), host, port, "tracker")
 
     async def banner() -> list[str]:
         return [

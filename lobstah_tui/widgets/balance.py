@@ -1,6 +1,8 @@
-"""Balance: earned, spent, net, available, and cumulative earned vs spent over time."""
+"""Balance: earned, spent, net, available, and cumulative earned vs spent over clock time."""
 
 from __future__ import annotations
+
+import time
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -13,11 +15,21 @@ from lobstah_core.node import NodeSnapshot
 
 #: Points kept for the plot (older ones scroll off).
 HISTORY = 300
+#: Labels on the time axis: few enough to fit a 30-column plot.
+TIME_TICKS = 3
 
 
 class BalancePanel(Vertical):
+    """The figures of this node's balance and its curves over time.
+
+    The curves start from what the ledger held at the first snapshot and move with every
+    receipt event, each point at the event's own time (``at``, ms since the epoch).
+    """
+
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
+        #: ms since the epoch of each point; the first is None until an event dates it.
+        self.times: list[int | None] = []
         self.earned: list[int] = []
         self.spent: list[int] = []
 
@@ -28,20 +40,23 @@ class BalancePanel(Vertical):
     def on_mount(self) -> None:
         self.border_title = "Balance"
 
-    def show(self, snapshot: NodeSnapshot) -> None:
+    def show(self, snapshot: NodeSnapshot, now_ms: int) -> None:
+        """Update the figures from ``snapshot`` and redraw the curves up to ``now_ms``."""
         if snapshot.balance is None:
             return
         mine = snapshot.balance.self
         if not self.earned:  # start the curves from what the ledger already holds
-            self.earned, self.spent = [mine.earned], [mine.spent]
+            self.times, self.earned, self.spent = [None], [mine.earned], [mine.spent]
         # Redrawn once a snapshot (1 Hz), not per receipt: at 200 receipts/s that is the cost.
-        self._plot()
+        self._plot(now_ms)
+        # The figures' colours are the curves' legend (a legend inside the plot hides lines).
         self.query_one("#balance-figures", Static).update(Text.assemble(
             "earned ", (f"{mine.earned:,}", "green"), "   spent ", (f"{mine.spent:,}", "yellow"),
             "\nnet ", f"{mine.net:+,}", "   available ", (f"{mine.available:,}", "bold"),
         ))
 
     def add(self, event: Event) -> None:
+        """Move the curves by the credit of a receipt event; other events are ignored."""
         if not isinstance(event, ReceiptAccepted | ReceiptIssued) or not self.earned:
             return
         credit = event.input_tokens + event.output_tokens
@@ -50,14 +65,23 @@ class BalancePanel(Vertical):
             earned += credit
         if isinstance(event, ReceiptAccepted):
             spent += credit
+        if self.times[0] is None:
+            self.times[0] = event.at  # the ledger's total, just before the first receipt seen
+        self.times = (self.times + [event.at])[-HISTORY:]
         self.earned = (self.earned + [earned])[-HISTORY:]
         self.spent = (self.spent + [spent])[-HISTORY:]
 
-    def _plot(self) -> None:
+    def _plot(self, now_ms: int) -> None:
         plot = self.query_one("#balance-plot", PlotextPlot)
         plt = plot.plt
         plt.clear_data()
-        plt.plot(self.earned, label="earned")
-        plt.plot(self.spent, label="spent")
-        plt.title("cumulative credits")
+        plt.clear_figure()
+        times = [now_ms if t is None else t for t in self.times]
+        # Seconds from the first point: plotext wants numbers; the ticks carry the clock time.
+        x = [(t - times[0]) / 1000 for t in times]
+        plt.plot(x, self.earned, color="green")
+        plt.plot(x, self.spent, color="yellow")
+        span = x[-1] or 1.0
+        ticks = [span * i / (TIME_TICKS - 1) for i in range(TIME_TICKS)]
+        plt.xticks(ticks, [time.strftime("%H:%M:%S", time.localtime(times[0] / 1000 + tick)) for tick in ticks])
         plot.refresh()

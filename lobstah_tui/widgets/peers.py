@@ -29,7 +29,7 @@ class PeersPanel(DataTable):
             for pubkey, cells in rows.items():
                 for column, (old, new) in enumerate(zip(self.get_row(pubkey), cells, strict=True)):
                     if old != new:
-                        self.update_cell_at((self.get_row_index(pubkey), column), new)
+                        self.update_cell_at((self.get_row_index(pubkey), column), new, update_width=True)
         self.border_subtitle = f"{len(snapshot.peers)} peers"
 
 

@@ -31,7 +31,7 @@ async def test_publish_gossip_merge_and_withdraw(nostr_relay: str, tmp_path: Pat
     channel = NostrChannel([nostr_relay], new_nostr_secret(), now_ms)
     advertiser = Advertiser(WORKER_ID, [channel], "http://203.0.113.20:17474", models, now_ms, label="boat")
     await advertiser.start()
-    assert advertiser.last_result == "published to 1/1 Nostr relays"
+    assert advertiser.last_result == "published to 1/1 Nostr relays; reachability unknown"
 
     found, refused = await gossip([nostr_relay], idle=1.0, hard=10.0)
     assert refused == [] and [a["announcement"]["label"] for a in found] == ["boat"]

@@ -28,7 +28,7 @@ def announcement(identity: Identity, **changes: Any) -> dict[str, Any]:
 @pytest.fixture
 async def tracker() -> AsyncIterator[httpx.AsyncClient]:
     NOW[0] = 1_795_000_000_000
-    server = await RunningServer(create_app(Limits(max_entries=2), clock_ms=lambda: NOW[0]), "127.0.0.1", 0, "tracker").start()
+    server = await RunningServer(create_app(Limits(max_entries=2), clock_ms=lambda: NOW[0], check_reachability=False), "127.0.0.1", 0, "tracker").start()
     async with httpx.AsyncClient(base_url=server.url) as http:
         yield http
     await server.stop()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lobstah_core.errors import SwitchRefused
 from lobstah_core.events import EventBus, event_from_json
 from lobstah_core.node import NodeSnapshot, PeerView
 from lobstah_core.protocol.schemas import Balance
@@ -57,10 +58,10 @@ class ReplayNode:
                             Balance.model_validate(balance), (), tuple(shot["advertise"]), tuple(shot["sync"]))
 
     async def set_advertise(self, on: bool) -> None:
-        raise ValueError("a recording cannot advertise")
+        raise SwitchRefused("a recording cannot advertise")
 
     async def set_sync(self, on: bool) -> None:
-        raise ValueError("a recording cannot sync")
+        raise SwitchRefused("a recording cannot sync")
 
     async def chat_stream(self, model: str, prompt: str) -> AsyncIterator[str]:
         for word in ("a", " recorded", " answer"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,6 +72,7 @@ async def test_switches_call_the_node_and_show_its_state(tmp_path: Path) -> None
                     await asyncio.sleep(0.1)
                 assert (await http.get(f"{tracker.url}/peers")).json()["count"] == 1
             await wait_for(pilot, lambda: "announced to" in str(app.query_one("#advertise-result").render()))
+            assert "reachable" in str(app.query_one("#advertise-result").render())  # the tracker called back
             await pilot.press("s")  # nothing to sync from: it says so and stays off
             await wait_for(pilot, lambda: not app.query_one("#sync").value and bool(app._notifications))
             await pilot.press("a")
@@ -88,3 +90,20 @@ async def test_prompt_streams_tokens_back(tmp_path: Path) -> None:
         await pilot.press(*"hello grid")
         await pilot.press("enter")
         await wait_for(pilot, lambda: len(str(app.query_one("#prompt-output").render()).split()) > 5)
+
+
+async def test_switch_refusals_name_options_the_dashboard_takes(tmp_path: Path) -> None:
+    from lobstah_tui.app import build_parser
+
+    options = {option for action in build_parser()._actions for option in action.option_strings}
+    identity = load_or_create_identity(tmp_path / "identity.json")
+    node = Node(NodeSettings(router=RouterSettings(port=0), worker=None), identity, tmp_path / "identity.json", tmp_path)
+    demo = DemoGrid(tmp_path / "demo", (DemoWorker("swift", "interactive", 0, 0),))
+    for app in (LobstahApp(node), LobstahApp(demo.node, demo)):
+        async with app.run_test(size=(100, 32)) as pilot:
+            await pilot.press("a", "s")
+            await wait_for(pilot, lambda: len(app._notifications) == 2)
+            messages = " ".join(str(note.message) for note in app._notifications)
+            named = set(re.findall(r"--[a-z][a-z-]+", messages))
+            assert named and named <= options, named - options
+            assert not app.query_one("#advertise").value and not app.query_one("#sync").value

@@ -1,0 +1,93 @@
+"""The dashboard as an operator meets it: an 80x24 terminal, a long answer, leaving the prompt
+with Escape, an exclusion countdown that appears after the table was drawn (Pilot, recorded
+grid: no servers needed)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from textual.widgets import Input
+from textual_plotext import PlotextPlot
+
+from lobstah_tui.app import LobstahApp
+from lobstah_tui.widgets.peers import PeersPanel
+from lobstah_tui.widgets.prompt import PromptPanel
+
+from .replay import ReplayNode
+from .screen_text import screen_rows
+from .test_app import wait_for
+
+RECORDING = Path(__file__).parent / "recordings" / "grid.json"
+NOW = json.loads(RECORDING.read_text())["now"]
+LONG_ANSWER = " ".join(f"word{i}" for i in range(400))
+
+
+class TalkativeNode(ReplayNode):
+    async def chat_stream(self, model: str, prompt: str) -> AsyncIterator[str]:
+        for word in LONG_ANSWER.split(" "):
+            yield word + " "
+
+
+def recorded_app(node: ReplayNode | None = None) -> LobstahApp:
+    return LobstahApp(node or ReplayNode(RECORDING), clock_ms=lambda: NOW)
+
+
+async def test_readable_at_80x24() -> None:
+    app = recorded_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: any("→ spent" in row for row in screen_rows(app)))
+        await pilot.pause(0.5)
+        rows = screen_rows(app)
+        # Receipts keep their token columns (input+output) whatever the model's name.
+        receipts = [row for row in rows if "→ spent" in row or "← earned" in row]
+        assert receipts and all(re.search(r"\d+\+\d+", row) for row in receipts), receipts
+        # The plot has room for its curves, and its axis is clock time.
+        assert app.query_one(PlotextPlot).size.height >= 5
+        assert any(len(re.findall(r"\d\d:\d\d:\d\d", row.split("│")[-2])) == 3 for row in rows if row.count("│") >= 2)
+        assert not any("earned" in row and "┤" in row for row in rows)  # no legend over the lines
+        assert "a Advertise" in rows[-1] and "q Quit" in rows[-1]
+
+
+async def test_an_exclusion_that_starts_later_shows_its_countdown() -> None:
+    node = ReplayNode(RECORDING)
+    app = recorded_app(node)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: len(app.query_one(PeersPanel).rows) == 3)
+        snapshot = await node.snapshot()
+        healthy = dataclasses.replace(snapshot, peers=tuple(dataclasses.replace(p, state="healthy") for p in snapshot.peers))
+        app.query_one(PeersPanel).show(healthy, NOW)
+        await pilot.pause(0.1)
+        app.query_one(PeersPanel).show(snapshot, NOW)  # flaky is excluded now, until NOW + 17 s
+        await pilot.pause(0.1)
+        assert any("excluded 17s" in row for row in screen_rows(app))
+
+
+async def test_a_long_answer_wraps_and_scrolls_to_its_end() -> None:
+    app = recorded_app(TalkativeNode(RECORDING))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("p", *"hi", "enter")
+        await wait_for(pilot, lambda: app.query_one(PromptPanel).text.strip() == LONG_ANSWER)
+        await pilot.pause(0.2)
+        rows = screen_rows(app)
+        assert any("word399" in row for row in rows)  # the end is in view
+        assert not any("word0 " in row for row in rows)  # the beginning scrolled away
+        assert sum(bool(re.search(r"word39\d", row)) for row in rows) >= 2  # wrapped over several rows
+
+
+async def test_escape_leaves_the_prompt_and_gives_the_keys_back() -> None:
+    app = recorded_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("p", "a", "s")
+        prompt = app.query_one("#prompt-input", Input)
+        assert prompt.has_focus and prompt.value == "as"  # letters while typing
+        assert "a Advertise" not in screen_rows(app)[-1] and "Leave prompt" in screen_rows(app)[-1]
+        await pilot.press("escape")
+        assert not prompt.has_focus
+        assert "a Advertise" in screen_rows(app)[-1]
+        await pilot.press("a")  # the dashboard's key again: the recording refuses to advertise
+        await wait_for(pilot, lambda: bool(app._notifications))
+        assert prompt.value == "as"
