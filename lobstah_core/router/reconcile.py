@@ -99,14 +99,17 @@ class Reconciler:
         loop = asyncio.get_running_loop()
         next_pass = loop.time()
         while True:
-            if loop.time() >= next_pass:
-                await self.reconcile_all()
-                next_pass = loop.time() + self.interval
-            elif self._pending:
-                await asyncio.sleep(RECOVER_DELAY_S)
-                pending, self._pending = self._pending, set()
-                for peer in self._used_peers(pending):
-                    await self.reconcile(peer)
+            try:
+                if loop.time() >= next_pass:
+                    next_pass = loop.time() + self.interval
+                    await self.reconcile_all()
+                elif self._pending:
+                    await asyncio.sleep(RECOVER_DELAY_S)
+                    pending, self._pending = self._pending, set()
+                    for peer in self._active(pending):
+                        await self.reconcile(peer)
+            except Exception:  # a broken ledger costs this pass, not the ones after it
+                log.exception("reconciliation pass failed")
             self._wakeup.clear()
             if not self._pending:
                 try:
@@ -124,10 +127,10 @@ class Reconciler:
         """One pass over every peer used (in the ledger, or through the desk since start).
 
         Returns:
-            Receipts recovered per peer pubkey (peers that could not be asked are left out).
+            Receipts recovered per peer pubkey (0 for a peer that could not be asked now).
         """
         used = set(self.since) | self._desk.peers
-        return {peer.pubkey: await self.reconcile(peer) for peer in self._used_peers(used)}
+        return {peer.pubkey: await self.reconcile(peer) for peer in self._active(used)}
 
     async def reconcile(self, peer: Peer) -> int:
         """Pull every page ``peer`` has for us from its cursor on and ledger what we lack.
@@ -158,7 +161,8 @@ class Reconciler:
             self._bus.publish(ReceiptsRecovered(self._clock_ms(), peer.pubkey, recovered))
         return recovered
 
-    def _used_peers(self, pubkeys: set[str]) -> list[Peer]:
+    def _active(self, pubkeys: set[str]) -> list[Peer]:
+        """The peers of the list whose pubkey is one of ``pubkeys`` (others have left it)."""
         return [peer for peer in self._directory.active() if peer.pubkey in pubkeys]
 
     async def _fetch(self, peer: Peer, since: int) -> ReceiptPage:

@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 
 from lobstah_core.config import RouterSettings
-from lobstah_core.events import EventBus, ReceiptAccepted, ReceiptRejected, ReceiptsRecovered
+from lobstah_core.event_log import describe
+from lobstah_core.events import EventBus, ReceiptAccepted, ReceiptRejected, ReceiptsRecovered, event_from_json, event_to_json
 from lobstah_core.http import RunningServer
 from lobstah_core.ledger import Ledger
 from lobstah_core.protocol import SignedReceipt, decode_receipt_header, sign_request, verify_receipt
@@ -123,3 +124,10 @@ async def _next_of(events: asyncio.Queue, kind: type, timeout: float = 5.0):  # 
             event = await events.get()
             if isinstance(event, kind):
                 return event
+
+
+def test_a_recovery_travels_on_events_and_reads_in_the_log() -> None:
+    event = ReceiptsRecovered(1_795_000_000_000, WORKER.pubkey, 3)
+    assert event_from_json(json.loads(json.dumps(event_to_json(event)))) == event  # /events, --attach
+    line = describe(event, {WORKER.pubkey: "attic"})
+    assert "recovered" in line and "attic" in line and "3 receipt" in line
