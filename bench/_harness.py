@@ -35,8 +35,8 @@ def seed_credit(worker_home: Path, requester: Identity) -> None:
     """Record in the worker's ledger that ``requester`` has served the grid a great deal."""
     earned = {
         "version": 1, "jobId": "seed", "nonce": new_nonce(), "requesterPubkey": Identity.generate().pubkey,
-        "workerPubkey": requester.pubkey, "model": "demo-fast", "inputTokens": 10**12,
-        "outputTokens": 0, "startedAt": 0, "completedAt": 0,
+        "workerPubkey": requester.pubkey, "model": "demo-fast", "inputTokens": 10**9,
+        "outputTokens": 10**9, "startedAt": 0, "completedAt": 0,
     }
     with Ledger(worker_home / "ledger.sqlite3") as ledger:
         ledger.add(sign_receipt(earned, requester))

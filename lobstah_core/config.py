@@ -103,6 +103,9 @@ class RouterSettings(BaseModel):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     #: How long a peer that failed twice in a row is left out (WIRE.md: 30 s).
     exclusion_seconds: float = Field(default=30.0, gt=0)
+    #: Seconds between two reconciliation passes over the workers used (WIRE.md "[ext]
+    #: reconciliation": at start and every few minutes).
+    reconcile_interval: float = Field(default=180.0, gt=0)
 
     def timeouts(self) -> Timeouts:
         """The phase timeouts of calls to peers."""

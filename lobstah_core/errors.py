@@ -18,6 +18,7 @@ __all__ = [
     "UnsafeUrl",
     "IdentityError",
     "LedgerError",
+    "RetryLater",
     "RequestError",
     "InvalidJson",
     "UnsupportedMediaType",
@@ -98,6 +99,15 @@ class LedgerError(LobstahError):
     type = "ledger_error"
 
 
+class RetryLater(LobstahError):
+    """An error that tells the client when to try again: ``retry_after`` whole seconds, sent
+    as the ``Retry-After`` header (RFC 9110 §10.2.3)."""
+
+    def __init__(self, message: str, retry_after: int = 1, **details: object) -> None:
+        super().__init__(message, **details)
+        self.retry_after = retry_after
+
+
 class RequestError(LobstahError):
     """A request a server refuses (the subclasses set the HTTP status)."""
 
@@ -145,15 +155,11 @@ class NotCancellable(RequestError):
     status = 409
 
 
-class Overloaded(RequestError):
+class Overloaded(RetryLater, RequestError):
     """The worker's queue is full; ``retry_after`` seconds is a fair wait."""
 
     type = "overloaded"
     status = 429
-
-    def __init__(self, message: str, retry_after: int = 1, **details: object) -> None:
-        super().__init__(message, **details)
-        self.retry_after = retry_after
 
 
 class EngineError(LobstahError):
@@ -185,7 +191,7 @@ class EngineRejected(RequestError):
         self.status = status if 400 <= status < 500 else 400
 
 
-class EngineBusy(LobstahError):
+class EngineBusy(RetryLater):
     """The engine is busy (upstream 429, or 503 with ``Retry-After``); ``retry_after`` seconds.
 
     WIRE.md "[ext] who is to blame": the router moves on to another peer without a penalty.
@@ -193,10 +199,6 @@ class EngineBusy(LobstahError):
 
     type = "engine_busy"
     status = 503
-
-    def __init__(self, message: str, retry_after: int = 1, **details: object) -> None:
-        super().__init__(message, **details)
-        self.retry_after = retry_after
 
 
 class NoPeers(LobstahError):
@@ -206,17 +208,13 @@ class NoPeers(LobstahError):
     status = 503
 
 
-class NoCapablePeer(LobstahError):
+class NoCapablePeer(RetryLater):
     """Peers serve the requested model but none can take it now (all excluded, or not
     reachable); ``retry_after`` seconds is when one may be back (WIRE.md "[ext] who is to
     blame")."""
 
     type = "no_capable_peer"
     status = 503
-
-    def __init__(self, message: str, retry_after: int = 1, **details: object) -> None:
-        super().__init__(message, **details)
-        self.retry_after = retry_after
 
 
 class AllPeersFailed(LobstahError):

@@ -14,6 +14,7 @@ from .events import (
     ReceiptAccepted,
     ReceiptIssued,
     ReceiptRejected,
+    ReceiptsRecovered,
 )
 
 __all__ = ["describe"]
@@ -33,6 +34,8 @@ def describe(event: Event, labels: Mapping[str, str] | None = None) -> str:
         return f"{clock}  ← earned    {name:<8} {event.model:<11} {event.input_tokens:>3} in {event.output_tokens:>3} out  ({credit} credits)"
     if isinstance(event, ReceiptRejected):
         return f"{clock}  ! rejected  {name:<8} receipt refused: {event.reason} ({event.message})"
+    if isinstance(event, ReceiptsRecovered):
+        return f"{clock}  ↺ recovered {name:<8} {event.count} receipt(s) by reconciliation"
     if isinstance(event, PeerFailed):
         return f"{clock}  ✗ failed    {name:<8} {event.message} ({event.consecutive_failures} in a row)"
     if isinstance(event, PeerExcluded):

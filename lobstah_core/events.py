@@ -19,6 +19,7 @@ __all__ = [
     "ReceiptAccepted",
     "ReceiptIssued",
     "ReceiptRejected",
+    "ReceiptsRecovered",
     "PeerFailed",
     "PeerExcluded",
     "PeerReadmitted",
@@ -64,12 +65,22 @@ class ReceiptIssued(Event):
 @dataclass(frozen=True)
 class ReceiptRejected(Event):
     """A receipt refused: ``reason`` is one of bad_signature, wrong_requester, wrong_worker,
-    stale, replayed, malformed, missing."""
+    inflated, stale, replayed, malformed, missing."""
 
     kind: ClassVar[str] = "receipt.rejected"
     peer: str
     reason: str
     message: str
+
+
+@dataclass(frozen=True)
+class ReceiptsRecovered(Event):
+    """Reconciliation ledgered ``count`` receipts of ``peer`` that never reached us with its
+    answers (a crash, a lost stream); each also came as a ``receipt.accepted``."""
+
+    kind: ClassVar[str] = "receipts.recovered"
+    peer: str
+    count: int
 
 
 @dataclass(frozen=True)
@@ -117,7 +128,8 @@ def event_to_json(event: Event) -> dict[str, Any]:
 
 _KINDS: dict[str, type[Event]] = {
     cls.kind: cls
-    for cls in (ReceiptAccepted, ReceiptIssued, ReceiptRejected, PeerFailed, PeerExcluded, PeerReadmitted, CapacityChanged)
+    for cls in (ReceiptAccepted, ReceiptIssued, ReceiptRejected, ReceiptsRecovered, PeerFailed, PeerExcluded,
+                PeerReadmitted, CapacityChanged)
 }
 
 

@@ -229,11 +229,13 @@ class RunningServer:
     Connections idle (or sending headers) for more than :data:`IDLE_CONNECTION_S` are closed.
     """
 
-    def __init__(self, app: web.Application, host: str, port: int, what: str) -> None:
+    def __init__(
+        self, app: web.Application, host: str, port: int, what: str, idle_connection_s: float = IDLE_CONNECTION_S
+    ) -> None:
         # handler_cancellation: a client that hangs up cancels its handler, and with it any
         # engine call or upstream request the handler was waiting on.
         self.runner: web.AppRunner = _AppRunner(
-            app, handler_cancellation=True, keepalive_timeout=IDLE_CONNECTION_S
+            app, handler_cancellation=True, keepalive_timeout=idle_connection_s
         )
         self.host, self.port, self.what = host, port, what
 

@@ -28,6 +28,7 @@ from .config import ALLOWANCE
 from .errors import LedgerError, MalformedMessage, ProtocolError
 from .protocol.receipts import SignedReceipt, verify_receipt
 from .protocol.schemas import Balance, BalanceTotals, SelfBalance
+from .protocol.wire import parse_json
 
 __all__ = ["Ledger", "AddResult", "ImportReport", "BalanceBucket", "iter_lines"]
 
@@ -246,6 +247,38 @@ class Ledger:
         """Whether a receipt with this nonce is stored."""
         return bool(self._read_one("SELECT 1 FROM receipts WHERE nonce = ?", (nonce,)))
 
+    def known_nonces(self, nonces: list[str]) -> set[str]:
+        """Which of ``nonces`` are stored (one indexed lookup each, 500 to a query)."""
+        known: set[str] = set()
+        for start in range(0, len(nonces), 500):
+            chunk = nonces[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            known.update(n for (n,) in self._read(f"SELECT nonce FROM receipts WHERE nonce IN ({marks})", chunk))
+        return known
+
+    def issued(self, worker: str, requester: str, since_ms: int, limit: int) -> list[tuple[int, str]]:
+        """``(completedAt, signed-receipt JSON text)`` of the receipts ``worker`` issued to
+        ``requester`` with ``completedAt`` at or after ``since_ms``, oldest first (then in the
+        order stored), at most ``limit``.
+
+        What a worker serves on ``GET /v1/receipts`` (WIRE.md "[ext] reconciliation").
+        """
+        rows = self._read(
+            "SELECT completed_at, signed FROM receipts WHERE requester = ? AND worker = ?"
+            " AND completed_at >= ? ORDER BY completed_at, rowid LIMIT ?",
+            (requester, worker, since_ms, limit),
+        )
+        return [(completed_at, signed) for completed_at, signed in rows]
+
+    def newest_from(self, requester: str) -> dict[str, int]:
+        """The newest ``completedAt`` per worker among the receipts ``requester`` accepted:
+        the workers it has used, and where reconciling with each can start."""
+        rows = self._read(
+            "SELECT worker, max(completed_at) FROM receipts WHERE requester = ? GROUP BY worker",
+            (requester,),
+        )
+        return dict(rows)
+
     def balance(self, pubkey: str, allowance: int = ALLOWANCE) -> SelfBalance:
         """Earned, spent, net and available credit of ``pubkey`` by this ledger."""
         row = self._read_one("SELECT earned, spent FROM balances WHERE pubkey = ?", (pubkey,))
@@ -356,11 +389,7 @@ def _verified_rows(items: list[str | dict[str, Any]]) -> list[_Outcome]:
     outcomes: list[_Outcome] = []
     for item in items:
         try:
-            body = json.loads(item) if isinstance(item, str) else item
-        except ValueError as exc:
-            outcomes.append(_Refusal("malformed", f"not JSON ({exc})"))
-            continue
-        try:
+            body = parse_json(item) if isinstance(item, str) else item
             outcomes.append(_row(verify_receipt(body)))
         except MalformedMessage as exc:
             outcomes.append(_Refusal("malformed", exc.message))

@@ -12,8 +12,12 @@ from pydantic import ValidationError
 from ..config import Settings
 from ..errors import LobstahError
 from ..protocol.wire import describe_validation_error
+from ..timeouts import Timeouts
 
-__all__ = ["CliError", "Command", "add_command", "add_json_flag", "print_json", "first_line"]
+__all__ = [
+    "CliError", "Command", "add_command", "add_json_flag", "print_json", "first_line",
+    "add_timeout_flags", "timeouts_from",
+]
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -43,3 +47,31 @@ def first_line(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         return describe_validation_error(exc)
     return str(exc).splitlines()[0]
+
+
+def add_timeout_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--connect-timeout``, ``--first-byte-timeout``, ``--idle-timeout``, ``--total-timeout``:
+    the phase limits of calls to ``what`` (lobstah_core/timeouts.py), in seconds."""
+    defaults = Timeouts()
+    group = parser.add_argument_group(f"timeouts of calls to {what} (seconds)")
+    group.add_argument("--connect-timeout", type=float, default=defaults.connect_s, metavar="S",
+                       help="to connect (default %(default)s)")
+    group.add_argument("--first-byte-timeout", type=float, default=defaults.first_byte_s, metavar="S",
+                       help="to the status line: a stream's once accepted, a plain answer's once ready (default %(default)s)")
+    group.add_argument("--idle-timeout", type=float, default=defaults.idle_s, metavar="S",
+                       help="silence allowed between pieces of an answer (default %(default)s)")
+    group.add_argument("--total-timeout", type=float, default=None, metavar="S",
+                       help="a whole call (default: no limit; a long, steady stream is healthy)")
+
+
+def timeouts_from(args: argparse.Namespace) -> Timeouts:
+    """The :class:`Timeouts` of the flags :func:`add_timeout_flags` added.
+
+    Raises:
+        CliError: a limit that is not a positive number of seconds.
+    """
+    for flag in ("connect", "first_byte", "idle", "total"):
+        value = getattr(args, f"{flag}_timeout")
+        if value is not None and not value > 0:
+            raise CliError(f"--{flag.replace('_', '-')}-timeout: must be a positive number of seconds, not {value}")
+    return Timeouts(args.connect_timeout, args.first_byte_timeout, args.idle_timeout, args.total_timeout)

@@ -34,7 +34,8 @@ def cmd_ledger_import(args: argparse.Namespace, settings: Settings) -> int:
         print_json(_report_body(report))
     else:
         _print_report(report, sys.stdout)
-    return 0
+    # Good lines are stored whatever the bad ones were; the status says some were refused.
+    return 1 if report.invalid or report.malformed else 0
 
 
 def cmd_ledger_export(args: argparse.Namespace, settings: Settings) -> int:

@@ -24,7 +24,7 @@ from ..http import wait_for_shutdown
 from ..identity_file import load_or_create_identity
 from ..node import EngineSettings, Node, NodeSettings, SyncSettings
 from .advertise import add_advertise_flags, advertise_settings
-from .common import CliError, add_command, first_line
+from .common import CliError, add_command, add_timeout_flags, first_line, timeouts_from
 
 
 def register(commands: Any) -> None:
@@ -45,6 +45,18 @@ def register(commands: Any) -> None:
     serve.add_argument("--sync", action=argparse.BooleanOptionalAction, default=None,
                        help="turn the sync switch on or off (remembered; default: as last time, off at first)")
     serve.add_argument("--seconds", type=float, help="stop after this long (default: until SIGINT/SIGTERM)")
+    serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                       help="let browser pages from ORIGIN call the router (repeatable; loopback pages always may)")
+    add_timeout_flags(serve, "peers (the router's)")
+
+
+def _router_settings(args: argparse.Namespace) -> RouterSettings:
+    timeouts = timeouts_from(args)
+    return RouterSettings(
+        port=args.router_port, cors_origins=args.cors_origin,
+        connect_timeout=timeouts.connect_s, first_byte_timeout=timeouts.first_byte_s,
+        idle_timeout=timeouts.idle_s, total_timeout=timeouts.total_s,
+    )
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -54,7 +66,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     try:
         node_settings = NodeSettings(
-            router=RouterSettings(port=args.router_port),
+            router=_router_settings(args),
             worker=WorkerSettings(port=args.worker_port, label=args.label) if args.worker else None,
             engine=EngineSettings(name=args.engine, upstream=args.upstream, model_path=args.model_path),
             advertise=advertise_settings(args),

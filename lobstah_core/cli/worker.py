@@ -13,7 +13,7 @@ from ..engines import ENGINE_NAMES, build_engine
 from ..identity_file import load_or_create_identity
 from ..worker.run import run_worker
 from .advertise import add_advertise_flags, advertise_settings
-from .common import CliError, add_command, first_line
+from .common import CliError, add_command, add_timeout_flags, first_line, timeouts_from
 
 
 def register(commands: Any) -> None:
@@ -43,6 +43,7 @@ def register(commands: Any) -> None:
     start.add_argument("--require-signed-requests", action="store_true",
                        help="refuse requests without a valid x-lobstah-signature")
     add_advertise_flags(start)
+    add_timeout_flags(start, "the upstream engine (ollama, openai)")
     start.add_argument("--demo-delay", type=float, default=0.2, metavar="S",
                        help="demo engine: seconds to the first token (default %(default)s)")
     start.add_argument("--demo-tps", type=float, default=40.0, metavar="N",
@@ -72,6 +73,7 @@ def cmd_worker_start(args: argparse.Namespace, settings: Settings) -> int:
             first_token_delay=args.demo_delay,
             tokens_per_second=args.demo_tps,
             reply_tokens=args.demo_reply_tokens,
+            timeouts=timeouts_from(args),
             model_path=args.model_path,
         )
         advertise = advertise_settings(args)

@@ -41,6 +41,11 @@ async def gossip(
                 seen.add(event.id)
                 announcements.append(announcement_of(event))
             except ProtocolError as exc:
-                who = raw.get("id", "?")[:16] if isinstance(raw, dict) else "?"
-                rejected.append((f"event {who}", exc.message))
+                rejected.append((f"event {_event_name(raw)}", exc.message))
     return announcements, rejected
+
+
+def _event_name(raw: Any) -> str:
+    """The start of a refused event's id, whatever the event holds there."""
+    event_id = raw.get("id") if isinstance(raw, dict) else None
+    return event_id[:16] if isinstance(event_id, str) else "?"

@@ -13,8 +13,9 @@ from typing import Any
 
 import aiohttp
 
-from ..errors import LobstahError
+from ..errors import LobstahError, MalformedMessage
 from ..protocol.nostr import NostrEvent
+from ..protocol.wire import parse_json
 
 __all__ = ["RelayError", "RelayClient", "DEFAULT_RELAYS"]
 
@@ -81,7 +82,7 @@ def _frame(message: aiohttp.WSMessage) -> list[Any]:
     if message.type != aiohttp.WSMsgType.TEXT:
         return []
     try:
-        frame = json.loads(message.data)
-    except ValueError:
+        frame = parse_json(message.data)
+    except MalformedMessage:  # one unreadable frame costs that frame, not the relay's others
         return []
     return frame if isinstance(frame, list) else []

@@ -7,8 +7,9 @@ from typing import Any
 
 import aiohttp
 
-from ..errors import LobstahError
+from ..errors import LobstahError, MalformedMessage
 from ..protocol.announcements import SignedAnnouncement, Unannounce
+from ..protocol.wire import parse_json
 
 __all__ = ["TrackerError", "TrackerClient"]
 
@@ -49,8 +50,8 @@ class TrackerClient:
         try:
             async with self.session.request(method, self.url + path, json=body, timeout=self._timeout) as response:
                 try:
-                    answer = await response.json(content_type=None)
-                except ValueError:
+                    answer = parse_json(await response.read())
+                except MalformedMessage:
                     answer = None
                 if response.status >= 400:
                     error = answer.get("error", {}) if isinstance(answer, dict) else {}

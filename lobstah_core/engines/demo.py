@@ -64,9 +64,11 @@ class DemoEngine:
     async def stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         words, usage = self._plan(request)
         chunks = ChunkMaker(request["model"])
+        # Accepted at once (the role chunk), then the wait for the first token, as a real
+        # engine reads the prompt before it writes.
+        yield chunks.delta({"role": "assistant", "content": ""})
         if self.first_token_delay:
             await asyncio.sleep(self.first_token_delay)
-        yield chunks.delta({"role": "assistant", "content": ""})
         for word in words:
             if self.tokens_per_second:
                 await asyncio.sleep(1 / self.tokens_per_second)

@@ -12,7 +12,9 @@ from pydantic import Field, StrictInt
 
 from ..errors import MalformedMessage, StaleMessage
 from .identity import Identity, verify_signature
+from .canonical import MAX_SAFE_INTEGER
 from .wire import (
+    EpochMs,
     HexSignature,
     Pubkey,
     WireModel,
@@ -29,6 +31,8 @@ __all__ = [
     "Unannounce",
     "FUTURE_SKEW_MS",
     "DEFAULT_TTL_SECONDS",
+    "MIN_TTL_SECONDS",
+    "MAX_TTL_SECONDS",
     "sign_announcement",
     "verify_announcement",
     "announcement_status",
@@ -42,6 +46,9 @@ AnnouncementStatus = Literal["ok", "stale", "future"]
 #: An announcement (or unannounce) dated further ahead than this is refused.
 FUTURE_SKEW_MS = 300_000
 DEFAULT_TTL_SECONDS = 300
+#: The TTL a tracker grants, whatever was asked (as the JS tracker on Cloudflare does).
+MIN_TTL_SECONDS = 60
+MAX_TTL_SECONDS = 600
 
 
 class Announcement(WireModel, extra="allow"):
@@ -53,13 +60,19 @@ class Announcement(WireModel, extra="allow"):
     label: str | None = None
     models: list[str] | None = None
     tier: Tier | None = None
-    ttl_seconds: StrictInt = Field(gt=0)
+    #: As asked; bounded so that the expiry in milliseconds stays a safe integer.
+    ttl_seconds: StrictInt = Field(gt=0, le=MAX_SAFE_INTEGER // 2000)
     #: Milliseconds since the epoch.
-    announced_at: StrictInt
+    announced_at: EpochMs
+
+    @property
+    def granted_ttl_seconds(self) -> int:
+        """The TTL clamped to 60–600 s: what a tracker grants, and how long we trust it."""
+        return min(max(self.ttl_seconds, MIN_TTL_SECONDS), MAX_TTL_SECONDS)
 
     def expires_at(self) -> int:
-        """Milliseconds since the epoch when this announcement goes stale."""
-        return self.announced_at + self.ttl_seconds * 1000
+        """Milliseconds since the epoch when this announcement goes stale (granted TTL)."""
+        return self.announced_at + self.granted_ttl_seconds * 1000
 
 
 class SignedAnnouncement(WireModel):
@@ -73,7 +86,7 @@ class Unannounce(WireModel):
     """The body of ``POST /unannounce``: a signed withdrawal of ``pubkey``'s announcement."""
 
     pubkey: Pubkey
-    timestamp: StrictInt
+    timestamp: EpochMs
     signature: HexSignature
 
 
@@ -105,10 +118,14 @@ def verify_announcement(signed: SignedAnnouncement | dict[str, Any]) -> SignedAn
 
 
 def announcement_status(announcement: Announcement, now_ms: int) -> AnnouncementStatus:
-    """``future`` if dated over 5 min ahead, ``stale`` once its TTL has passed, else ``ok``."""
+    """``future`` if dated over 5 min ahead, ``stale`` once its TTL has passed, else ``ok``.
+
+    The TTL is the granted one (60–600 s, WIRE.md "Trackers clamp ttlSeconds"): an
+    announcement asking for 10^12 s still goes stale after 10 minutes.
+    """
     if announcement.announced_at - now_ms > FUTURE_SKEW_MS:
         return "future"
-    if now_ms - announcement.announced_at > announcement.ttl_seconds * 1000:
+    if now_ms - announcement.announced_at > announcement.granted_ttl_seconds * 1000:
         return "stale"
     return "ok"
 

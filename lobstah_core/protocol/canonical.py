@@ -11,8 +11,12 @@ does differently:
 - objects list array-index keys (``"0"`` … ``"4294967294"``, no leading zeros) first, in
   numeric order, whatever the sort said: JavaScript property order puts them there;
 - numbers follow ECMAScript ``Number::toString`` (``1.0`` -> ``1``, ``1e21`` -> ``1e+21``,
-  ``1e-7`` -> ``1e-7``); every number is an IEEE double, so integers beyond 2**53 lose precision
-  exactly as they would in JavaScript.
+  ``1e-7`` -> ``1e-7``).
+
+WIRE.md "[ext] bounds": an integer outside JavaScript's safe range (|n| > 2**53 - 1) has no
+exact JS value, so two nodes could disagree on the bytes signed; it is refused as malformed,
+like anything else JSON cannot hold. :func:`canonicalize` raises nothing but
+:class:`~lobstah_core.errors.MalformedMessage`, whatever a peer sends.
 """
 
 from __future__ import annotations
@@ -23,9 +27,12 @@ from decimal import Decimal
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
-__all__ = ["canonicalize", "canonical_bytes"]
+from ..errors import MalformedMessage
 
-_MAX_SAFE_INTEGER = 2**53 - 1
+__all__ = ["canonicalize", "canonical_bytes", "MAX_SAFE_INTEGER"]
+
+#: ``Number.MAX_SAFE_INTEGER``: the largest integer every JS node holds exactly.
+MAX_SAFE_INTEGER = 2**53 - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _ARRAY_INDEX = re.compile(r"0|[1-9][0-9]{0,9}")
 _MAX_ARRAY_INDEX = 2**32 - 2
@@ -41,10 +48,14 @@ def canonicalize(value: Any) -> str:
         The canonical JSON string (no whitespace, keys in UTF-16 order).
 
     Raises:
-        TypeError: for values JSON cannot represent (sets, bytes, non-string keys, ...).
+        MalformedMessage: for values JSON cannot represent (sets, bytes, non-string keys, ...),
+            integers outside the safe range, and nesting too deep to walk.
     """
     parts: list[str] = []
-    _encode(value, parts)
+    try:
+        _encode(value, parts)
+    except RecursionError:
+        raise MalformedMessage("value is nested too deeply to canonicalize") from None
     return "".join(parts)
 
 
@@ -73,13 +84,13 @@ def _encode(value: Any, out: list[str]) -> None:
             _encode(item, out)
         out.append("]")
     else:
-        raise TypeError(f"cannot canonicalize a value of type {type(value).__name__}")
+        raise MalformedMessage(f"cannot canonicalize a value of type {type(value).__name__}")
 
 
 def _encode_object(obj: dict[Any, Any], out: list[str]) -> None:
     for key in obj:
         if not isinstance(key, str):
-            raise TypeError(f"object keys must be strings, not {type(key).__name__}")
+            raise MalformedMessage(f"object keys must be strings, not {type(key).__name__}")
     out.append("{")
     for index, key in enumerate(_property_order(obj)):
         if index:
@@ -129,10 +140,10 @@ def _encode_string(text: str) -> str:
 
 
 def _encode_int(number: int) -> str:
-    if -_MAX_SAFE_INTEGER <= number <= _MAX_SAFE_INTEGER:
+    if -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER:
         return str(number)
-    # Beyond 2**53 a JS number is the nearest double; print that double as JS would.
-    return _encode_float(float(number))
+    # No str(number) here: a 5,000-digit integer cannot even be printed (Python's int limit).
+    raise MalformedMessage(f"a {number.bit_length()}-bit integer is outside JavaScript's safe range")
 
 
 def _encode_float(number: float) -> str:

@@ -13,10 +13,11 @@ import json
 from typing import Any
 
 import coincurve
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, StrictInt, ValidationError
 
 from ..errors import InvalidSignature, MalformedMessage
 from .announcements import SignedAnnouncement
+from .wire import EpochMs, parse_json
 
 __all__ = [
     "ANNOUNCEMENT_KIND",
@@ -41,8 +42,10 @@ class NostrEvent(BaseModel):
 
     id: str = Field(pattern=_HEX64)
     pubkey: str = Field(pattern=_HEX64)
-    created_at: int
-    kind: int
+    #: Seconds since the epoch (NIP-01); bounded like every wire integer.
+    created_at: EpochMs
+    #: NIP-01 kinds are 0–65535.
+    kind: StrictInt = Field(ge=0, le=65535)
     tags: list[list[str]]
     content: str
     sig: str = Field(pattern=r"^[0-9a-f]{128}$")
@@ -115,6 +118,6 @@ def announcement_of(event: NostrEvent) -> Any:
     if event.kind != ANNOUNCEMENT_KIND:
         raise MalformedMessage(f"kind {event.kind} is not a Lobstah announcement")
     try:
-        return json.loads(event.content)
-    except ValueError:
-        raise MalformedMessage("announcement event content is not JSON") from None
+        return parse_json(event.content)
+    except MalformedMessage as exc:
+        raise MalformedMessage(f"announcement event content is {exc.message}") from None

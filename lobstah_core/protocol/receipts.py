@@ -9,6 +9,7 @@ lives in the ledger, the rest is here.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import secrets
 from typing import Annotated, Any, Literal
@@ -18,9 +19,11 @@ from pydantic import Field, StrictInt, StringConstraints
 from ..errors import InvalidSignature, MalformedMessage, StaleMessage
 from .identity import Identity
 from .wire import (
+    EpochMs,
     HexSignature,
     Pubkey,
     WireModel,
+    parse_json,
     parse_model,
     sign_object,
     verify_object,
@@ -32,6 +35,7 @@ __all__ = [
     "RECEIPT_WINDOW_MS",
     "RECEIPT_HEADER",
     "RECEIPT_COMMENT",
+    "MAX_TOKENS",
     "new_nonce",
     "sign_receipt",
     "verify_receipt",
@@ -49,8 +53,11 @@ RECEIPT_COMMENT = ":lobstah-receipt:"
 #: How far ``completedAt`` may be from the verifier's clock, either way.
 RECEIPT_WINDOW_MS = 300_000
 
+#: The most tokens one receipt may claim on either side (WIRE.md "[ext] bounds").
+MAX_TOKENS = 10**9
+
 Nonce = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
-TokenCount = Annotated[StrictInt, Field(ge=0)]
+TokenCount = Annotated[StrictInt, Field(ge=0, le=MAX_TOKENS)]
 
 
 class Receipt(WireModel, extra="allow"):
@@ -67,8 +74,8 @@ class Receipt(WireModel, extra="allow"):
     input_tokens: TokenCount
     output_tokens: TokenCount
     #: Milliseconds since the epoch.
-    started_at: StrictInt
-    completed_at: StrictInt
+    started_at: EpochMs
+    completed_at: EpochMs
 
     @property
     def credit(self) -> int:
@@ -163,9 +170,10 @@ def decode_receipt_header(value: str) -> dict[str, Any]:
         MalformedMessage: not base64 of a JSON object.
     """
     try:
-        body = json.loads(base64.b64decode(value.strip(), validate=True))
-    except ValueError as exc:
-        raise MalformedMessage(f"receipt header is not base64 JSON ({exc})") from None
+        raw = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedMessage(f"receipt header is not base64 ({exc})") from None
+    body = parse_json(raw)
     if not isinstance(body, dict):
         raise MalformedMessage("receipt header must hold a JSON object")
     return body

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from .announcements import SignedAnnouncement, Tier
 from .receipts import SignedReceipt
-from .wire import Pubkey, WireModel
+from .wire import EpochMs, Pubkey, SafeCount, WireModel
 
 #: The largest token count a request may ask for (and a receipt may carry, issue 15).
 MAX_TOKEN_COUNT = 1_000_000_000
@@ -161,7 +161,7 @@ class JobAccepted(WireModel):
 
     job_id: str
     status: JobStatus
-    created_at: int
+    created_at: EpochMs
 
 
 class ErrorDetail(BaseModel):
@@ -182,9 +182,9 @@ class JobRecord(WireModel):
 
     job_id: str
     status: JobStatus
-    created_at: int
-    started_at: int | None = None
-    completed_at: int | None = None
+    created_at: EpochMs
+    started_at: EpochMs | None = None
+    completed_at: EpochMs | None = None
     result: dict[str, Any] | None = None
     signed_receipt: SignedReceipt | None = None
     error: ErrorDetail | None = None
@@ -192,10 +192,10 @@ class JobRecord(WireModel):
 
 
 class JobCounts(BaseModel):
-    queued: int = 0
-    running: int = 0
-    done: int = 0
-    error: int = 0
+    queued: SafeCount = 0
+    running: SafeCount = 0
+    done: SafeCount = 0
+    error: SafeCount = 0
 
 
 class Capacity(WireModel):
@@ -204,9 +204,9 @@ class Capacity(WireModel):
     pubkey: Pubkey
     models: list[str]
     #: Requests queued plus running right now.
-    queue_depth: StrictInt = Field(ge=0)
+    queue_depth: SafeCount
     tier: Tier = "best-effort"
-    concurrency: int | None = None
+    concurrency: SafeCount | None = None
     job_counts: JobCounts | None = None
 
 
@@ -267,7 +267,7 @@ class TrackerPeers(BaseModel):
     """``GET /peers`` of a tracker."""
 
     version: Literal[1] = 1
-    count: int
+    count: SafeCount
     peers: list[SignedAnnouncement]
 
 
@@ -276,8 +276,8 @@ class AnnounceAccepted(WireModel):
 
     ok: Literal[True] = True
     pubkey: Pubkey
-    ttl_seconds: int
-    registered_count: int
+    ttl_seconds: SafeCount
+    registered_count: SafeCount
 
 
 class UnannounceResult(BaseModel):

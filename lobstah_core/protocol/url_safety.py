@@ -24,6 +24,11 @@ _TRUE = {"1", "true", "yes", "on"}
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _RFC1918 = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 _ULA = ipaddress.ip_network("fc00::/7")
+#: Cloud metadata services outside the link-local range: AWS over IPv6, Alibaba Cloud.
+_METADATA = frozenset(ipaddress.ip_address(a) for a in ("fd00:ec2::254", "100.100.100.200"))
+#: IPv6 forms whose last 32 bits are an IPv4 address: IPv4-compatible (::a.b.c.d, RFC 4291)
+#: and the NAT64 well-known prefix (64:ff9b::/96, RFC 6052). ::ffff:a.b.c.d is ``ipv4_mapped``.
+_EMBEDS_IPV4 = (ipaddress.ip_network("::/96"), ipaddress.ip_network("64:ff9b::/96"))
 
 
 @dataclass(frozen=True)
@@ -71,11 +76,12 @@ def check_address(address: str, policy: UrlPolicy) -> None:
         UnsafeUrl: naming the address and why.
     """
     try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        ip = _embedded_ipv4(ipaddress.ip_address(address.split("%", 1)[0]))
     except ValueError:
         raise UnsafeUrl(f"not an IP address: {address!r}") from None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    # Whatever LOBSTAH_BLOCK_PRIVATE_ADDRS says (WIRE.md "URL safety").
+    if ip in _METADATA:
+        raise UnsafeUrl(f"{address} is a cloud metadata address")
     # Link-local covers 169.254.169.254, the cloud metadata service: refused always.
     if ip.is_link_local:
         raise UnsafeUrl(f"{address} is link-local (metadata services live there)")
@@ -106,6 +112,20 @@ def check_peer_url(url: str, addresses: Iterable[str], policy: UrlPolicy) -> Non
         raise UnsafeUrl(f"{host} resolves to no address")
     for address in resolved:
         check_address(address, policy)
+
+
+def _embedded_ipv4(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The IPv4 address an IPv6 form embeds (so it is judged as that address), else ``ip``."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return ip
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    # :: and ::1 sit in ::/96 too, but are IPv6's own unspecified and loopback addresses.
+    if not (ip.is_unspecified or ip.is_loopback) and any(ip in net for net in _EMBEDS_IPV4):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip
 
 
 def _is_private(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, ValidationError
 from pydantic.alias_generators import to_camel
 
 from ..errors import MalformedMessage
-from .canonical import canonical_bytes
+from .canonical import MAX_SAFE_INTEGER, canonical_bytes
 from .identity import Identity, verify_signature
 
 __all__ = [
     "WireModel",
     "Pubkey",
     "HexSignature",
+    "SafeCount",
+    "EpochMs",
+    "parse_json",
     "parse_model",
     "describe_validation_error",
     "sign_object",
@@ -25,6 +29,13 @@ __all__ = [
 Pubkey = Annotated[str, StringConstraints(pattern=r"^lob1[0-9a-f]{64}$")]
 #: An Ed25519 signature as 128 lowercase hex digits.
 HexSignature = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{128}$")]
+#: A count or size on the wire: non-negative and within JavaScript's safe range, n <= 2**53 - 1
+#: (WIRE.md "[ext] bounds"); ``canonicalize`` bounds every other integer of a signed object.
+#: Do not stack another ``Field(ge=…)`` on these aliases: pydantic keeps the last bound of each
+#: kind, so the alias's own would win.
+SafeCount = Annotated[StrictInt, Field(ge=0, le=MAX_SAFE_INTEGER)]
+#: A time on the wire: integer milliseconds (or, in Nostr, seconds) since the epoch.
+EpochMs = SafeCount
 
 
 class WireModel(BaseModel):
@@ -48,6 +59,21 @@ class WireModel(BaseModel):
 M = TypeVar("M", bound=BaseModel)
 
 
+def parse_json(text: str | bytes) -> Any:
+    """The value of a JSON text a peer sent.
+
+    Raises:
+        MalformedMessage: not JSON, or nested too deeply to parse (a 30,000-deep array makes
+            ``json.loads`` raise ``RecursionError``, which must never escape as a crash).
+    """
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedMessage(f"not JSON ({exc})") from None
+    except RecursionError:
+        raise MalformedMessage("JSON nested too deeply") from None
+
+
 def parse_model(model_type: type[M], value: M | dict[str, Any]) -> M:
     """``value`` as a ``model_type``: returned as is if it already is one, else validated.
 
@@ -65,10 +91,23 @@ def parse_model(model_type: type[M], value: M | dict[str, Any]) -> M:
 
 
 def describe_validation_error(exc: ValidationError) -> str:
-    """One readable line for the first problem pydantic found, e.g. ``messages.0.role: ...``."""
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"]) or "body"
-    return f"{where}: {error['msg']}"
+    """One readable line for the problem pydantic found, e.g. ``messages.0.role: ...``.
+
+    Where a value could take several shapes (a message's content: a string or a list of parts)
+    the deepest problem is the one meant, and pydantic's names for the shapes (``str``,
+    ``list[...]``) are left out of the path.
+    """
+    errors = exc.errors()
+    error = max(errors, key=lambda e: len(e["loc"]))
+    parts = [str(part) for part in error["loc"] if not _is_shape_label(part)]
+    return f"{'.'.join(parts) or 'body'}: {error['msg']}"
+
+
+_SHAPE_LABELS = frozenset({"str", "int", "float", "bool", "dict", "list", "none", "function-after", "function-before"})
+
+
+def _is_shape_label(part: object) -> bool:
+    return isinstance(part, str) and ("[" in part or part in _SHAPE_LABELS)
 
 
 def sign_object(body: dict[str, Any], identity: Identity) -> str:

@@ -31,8 +31,10 @@ from .jobs import RouterJobs
 from .peers import PeerStore
 from .dispatch import Call, Dispatcher
 from .receipts import ReceiptDesk
-from .relay import relay_plain, relay_stream
+from .reconcile import Reconciler
+from .relay import Settlement, relay_plain, relay_stream
 from .transport import AiohttpTransport, PeerTransport
+from .url_guard import PeerUrlGuard
 
 __all__ = ["create_app", "Router", "ROUTER"]
 
@@ -53,9 +55,17 @@ class Router:
     ledger: Ledger
     directory: PeerDirectory
     desk: ReceiptDesk
+    #: Pulls the receipts the desk missed from the workers used; the relay calls its
+    #: ``recover_later(peer)`` after an answer whose receipt did not arrive.
+    reconciler: Reconciler
     dispatcher: Dispatcher
     jobs: RouterJobs
     clock_ms: Callable[[], int]
+
+    @property
+    def settlement(self) -> Settlement:
+        """Where relayed answers' receipts go (desk, and reconciler when one is missing)."""
+        return Settlement(self.desk, self.reconciler)
 
 
 ROUTER = web.AppKey("router", Router)
@@ -93,14 +103,18 @@ def create_app(
         directory.reload()
         await directory.refresh()
         desk = ReceiptDesk(identity.pubkey, ledger, events, clock_ms)
-        dispatcher = Dispatcher(
-            identity, directory, peer_transport, clock_ms, settings.timeouts(), UrlPolicy.from_env(os.environ)
-        )
+        url_policy = UrlPolicy.from_env(os.environ)
+        reconciler = Reconciler(identity, directory, peer_transport, desk, ledger, events, clock_ms,
+                                url_guard=PeerUrlGuard(url_policy), interval=settings.reconcile_interval)
+        await reconciler.start()
+        dispatcher = Dispatcher(identity, directory, peer_transport, clock_ms, settings.timeouts(), url_policy)
         job_map = JobMap(home / "router-jobs.sqlite3")
         jobs = RouterJobs(identity, dispatcher, peer_transport, desk, job_map, clock_ms)
-        app[ROUTER] = Router(identity, settings, events, ledger, directory, desk, dispatcher, jobs, clock_ms)
+        app[ROUTER] = Router(identity, settings, events, ledger, directory, desk, reconciler, dispatcher, jobs, clock_ms)
         background = asyncio.create_task(directory.run())
+        reconciling = asyncio.create_task(reconciler.run())
         yield
+        await cancel_and_wait(reconciling)
         await cancel_and_wait(background)
         await directory.close()
         await desk.drain()
@@ -233,8 +247,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     # The client's bytes go to the worker unchanged: every field we do not know passes through.
     if chat.stream:
         call = Call(CHAT_PATH, raw, chat.model, "interactive")
-        return await relay_stream(request, router.dispatcher, router.desk, call)
-    return await relay_plain(router.dispatcher, router.desk, Call(CHAT_PATH, raw, chat.model))
+        return await relay_stream(request, router.dispatcher, router.settlement, call)
+    return await relay_plain(router.dispatcher, router.settlement, Call(CHAT_PATH, raw, chat.model))
 
 
 async def create_job(request: web.Request) -> web.Response:

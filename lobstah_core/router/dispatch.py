@@ -34,15 +34,15 @@ import json
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import AllPeersFailed, LobstahError, ModelNotFound, NoCapablePeer, NoPeers, UnsafeUrl
+from ..errors import AllPeersFailed, LobstahError, ModelNotFound, NoCapablePeer, NoPeers, RetryLater, UnsafeUrl
 from ..protocol.identity import Identity
 from ..protocol.model_names import lists_model
 from ..protocol.request_signing import sign_request
-from ..protocol.url_safety import UrlPolicy, check_peer_url, peer_url_host
+from ..protocol.url_safety import UrlPolicy
 from ..resolve import resolve_host
 from ..timeouts import Timeouts
 from .directory import PeerDirectory
@@ -50,6 +50,7 @@ from .health import HealthBook
 from .peers import Peer
 from .selection import rank
 from .transport import PeerReply, PeerTransport, PeerUnreachable
+from .url_guard import PeerUrlGuard
 
 __all__ = [
     "Call",
@@ -84,21 +85,22 @@ class PeerRefused(LobstahError):
 
 
 class PeerFailedMidStream(LobstahError):
-    """The chosen peer broke off after the stream was committed (no failover is possible)."""
+    """The chosen peer (``peer``, a pubkey) broke off after the stream was committed (no
+    failover is possible)."""
 
     type = "peer_failed"
     status = 502
 
+    def __init__(self, message: str, peer: str) -> None:
+        super().__init__(message)
+        self.peer = peer
 
-class AllPeersBusy(LobstahError):
+
+class AllPeersBusy(RetryLater):
     """Every candidate was busy; ``retry_after`` is the smallest wait any of them asked for."""
 
     type = "rate_limited"
     status = 429
-
-    def __init__(self, message: str, retry_after: int, **details: Any) -> None:
-        super().__init__(message, **details)
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,7 @@ class Stream:
                 yield chunk
         except PeerUnreachable as exc:
             self._health.failed(self.peer.pubkey, f"mid-stream: {exc.message}")
-            raise PeerFailedMidStream(f"peer {self.peer.name} failed mid-stream: {exc.message}") from None
+            raise PeerFailedMidStream(f"peer {self.peer.name} failed mid-stream: {exc.message}", self.peer.pubkey) from None
         self.completed = True
 
 
@@ -192,9 +194,8 @@ class Dispatcher:
         self.identity, self.directory, self.transport = identity, directory, transport
         self.health: HealthBook = directory.health
         self.timeouts = timeouts or Timeouts()
-        self.url_policy = url_policy or UrlPolicy()
+        self.url_guard = PeerUrlGuard(url_policy, resolve)
         self._clock_ms = clock_ms
-        self._resolve = resolve
         self._rotation = itertools.count()
 
     def candidates(self, model: str, tier: str | None) -> list[Peer]:
@@ -240,12 +241,8 @@ class Dispatcher:
             PeerRefused, AllPeersBusy, AllPeersFailed, and what :meth:`candidates` raises.
         """
         attempts = _Attempts()
-        for peer in self.candidates(call.model, call.tier):
-            with self.health.attempt(peer.pubkey):
-                started = time.perf_counter()
-                reply = await self._send(call, peer, attempts)
-                if reply is None:
-                    continue
+        async with aclosing(self._replies(call, attempts)) as replies:
+            async for peer, reply, started in replies:
                 try:
                     body = await reply.read()
                 except PeerUnreachable as exc:
@@ -270,12 +267,8 @@ class Dispatcher:
             PeerRefused, AllPeersBusy, AllPeersFailed, and what :meth:`candidates` raises.
         """
         attempts = _Attempts()
-        for peer in self.candidates(call.model, call.tier):
-            with self.health.attempt(peer.pubkey):
-                started = time.perf_counter()
-                reply = await self._send(call, peer, attempts)
-                if reply is None:
-                    continue
+        async with aclosing(self._replies(call, attempts)) as replies:
+            async for peer, reply, started in replies:
                 stream = Stream(peer, reply.status, reply.headers, reply, self.health, started)
                 try:
                     yield stream
@@ -286,13 +279,26 @@ class Dispatcher:
                 return
         raise attempts.give_up()
 
+    async def _replies(self, call: Call, attempts: _Attempts) -> AsyncIterator[tuple[Peer, PeerReply, float]]:
+        """Each candidate's 2xx reply in turn, with the time its request started; every
+        attempt counted in flight until the consumer asks for the next one or stops."""
+        for peer in self.candidates(call.model, call.tier):
+            with self.health.attempt(peer.pubkey):
+                started = time.perf_counter()
+                reply = await self._send(call, peer, attempts)
+                if reply is not None:
+                    yield peer, reply, started
+
     async def _send(self, call: Call, peer: Peer, attempts: _Attempts) -> PeerReply | None:
         """One attempt: the peer's 2xx reply (body unread), or ``None`` to try the next peer.
 
         Raises:
             PeerRefused: the request's own fault; the caller stops trying.
         """
-        if peer.source != "manual" and not await self._url_still_safe(peer, attempts):
+        try:
+            await self.url_guard.check(peer)
+        except UnsafeUrl as exc:
+            self._failed(peer, f"refused its URL: {exc.message}", attempts)
             return None
         headers = {
             "Content-Type": "application/json",
@@ -325,15 +331,6 @@ class Dispatcher:
             self.health.responded(peer.pubkey)
             raise PeerRefused(status, message, body)
         return None
-
-    async def _url_still_safe(self, peer: Peer, attempts: _Attempts) -> bool:
-        """Discovered peers are checked again at request time: DNS may have changed since."""
-        try:
-            check_peer_url(peer.url, await self._resolve(peer_url_host(peer.url)), self.url_policy)
-        except UnsafeUrl as exc:
-            self._failed(peer, f"refused its URL: {exc.message}", attempts)
-            return False
-        return True
 
     def _failed(self, peer: Peer, message: str, attempts: _Attempts) -> None:
         attempts.failures += 1

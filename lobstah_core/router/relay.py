@@ -1,8 +1,9 @@
 """Relaying a peer's answer to the client: plain bodies, and SSE streams event by event.
 
 A stream is committed (200 and headers to the client) as soon as the dispatch core has a 2xx
-status line from the peer; while the first event is pending, a ``: keep-alive`` comment goes
-out every :data:`KEEPALIVE_S` so the client and anything between know the stream is alive.
+status line from the peer; whenever it is silent for :data:`KEEPALIVE_S` (waiting for the first
+token, say), a ``: keep-alive`` comment goes out so the client and anything between know the
+stream is alive.
 Events pass through whole, with the receipt comment taken out. A peer that fails after the
 commit ends the stream with one error event and ``[DONE]`` (the shared HTTP layer writes them).
 """
@@ -10,71 +11,124 @@ commit ends the stream with one error event and ``[DONE]`` (the shared HTTP laye
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+import json
 
 from aiohttp import web
 
 from ..http import open_event_stream
 from ..protocol.receipts import RECEIPT_COMMENT, RECEIPT_HEADER
+from ..engines.base import Usage, usage_of
 from .dispatch import Call, Dispatcher, PeerFailedMidStream
 from .receipts import ReceiptDesk
+from .reconcile import Reconciler
 
-__all__ = ["relay_plain", "relay_stream", "SseRelay", "KEEPALIVE_S"]
+__all__ = ["relay_plain", "relay_stream", "Settlement", "SseRelay", "KEEPALIVE_S"]
 
 #: Seconds between keep-alive comments while the first event is pending.
 KEEPALIVE_S = 5.0
 
 
-async def relay_plain(dispatcher: Dispatcher, desk: ReceiptDesk, call: Call) -> web.Response:
-    """The first peer's whole answer to ``call``; its receipt goes to ``desk`` meanwhile."""
+class Settlement:
+    """Where a relayed answer's receipt goes: the receipt desk (checked against the usage the
+    answer reported, issue 15 "inflated"), and the reconciler when no receipt came."""
+
+    def __init__(self, desk: ReceiptDesk, reconciler: Reconciler | None = None) -> None:
+        self.desk, self.reconciler = desk, reconciler
+
+    def settle(self, receipt: str | None, peer: str, usage: Usage | None) -> None:
+        """Hand ``receipt`` (a header or comment value) from ``peer`` over, never blocking."""
+        self.desk.accept_later(receipt, peer, usage)
+        if receipt is None:
+            self.missing(peer)
+
+    def missing(self, peer: str) -> None:
+        """An answer from ``peer`` ended without its receipt: pull it from the peer soon."""
+        if self.reconciler is not None:
+            self.reconciler.recover_later(peer)
+
+
+async def relay_plain(dispatcher: Dispatcher, settlement: Settlement, call: Call) -> web.Response:
+    """The first peer's whole answer to ``call``; its receipt is settled meanwhile."""
     answer = await dispatcher.fetch(call)
     # The client's answer does not wait for the receipt's verification and ledger write.
-    desk.accept_later(answer.headers.get(RECEIPT_HEADER), answer.peer.pubkey)
+    settlement.settle(answer.headers.get(RECEIPT_HEADER), answer.peer.pubkey, _usage_in(answer.body))
     return web.Response(body=answer.body, status=answer.status, content_type="application/json")
 
 
 async def relay_stream(
-    request: web.Request, dispatcher: Dispatcher, desk: ReceiptDesk, call: Call
+    request: web.Request, dispatcher: Dispatcher, settlement: Settlement, call: Call
 ) -> web.StreamResponse:
     """Stream the first peer's answer to ``call`` to the client, event by event."""
+    try:
+        return await _relay_stream(request, dispatcher, settlement, call)
+    except PeerFailedMidStream as failed:
+        settlement.missing(failed.peer)
+        raise
+
+
+async def _relay_stream(
+    request: web.Request, dispatcher: Dispatcher, settlement: Settlement, call: Call
+) -> web.StreamResponse:
     async with dispatcher.stream(call) as stream:
         response = await open_event_stream(request)
-        relay = SseRelay()
-        chunks = stream.chunks()
-        first = await _first_events(chunks, relay, response)
-        if not first:
+        relay, beat = SseRelay(), _Heartbeat(response)
+        try:
+            async for chunk in stream.chunks():
+                events = relay.feed(chunk)
+                if events:
+                    beat.last_write = asyncio.get_running_loop().time()
+                    await response.write(events)
+            rest = relay.finish()
+            if rest:
+                await response.write(rest)
+        finally:
+            await beat.stop()
+        if not relay.seen_event:
             dispatcher.health.failed(stream.peer.pubkey, "ended its answer before any event")
-            raise PeerFailedMidStream(f"peer {stream.peer.name} failed mid-stream: it ended its answer before any event")
-        await response.write(first)
-        async for chunk in chunks:
-            events = relay.feed(chunk)
-            if events:
-                await response.write(events)
-        rest = relay.finish()
-        if rest:
-            await response.write(rest)
+            raise PeerFailedMidStream(
+                f"peer {stream.peer.name} failed mid-stream: it ended its answer before any event", stream.peer.pubkey
+            )
         peer = stream.peer
     await response.write_eof()
-    desk.accept_later(relay.receipt, peer.pubkey)
+    settlement.settle(relay.receipt, peer.pubkey, _usage_in(relay.usage_event))
     return response
 
 
-async def _first_events(chunks: AsyncIterator[bytes], relay: SseRelay, response: web.StreamResponse) -> bytes:
-    """Read until a complete event is in, with a keep-alive comment every KEEPALIVE_S;
-    ``b""`` if the answer ended before any."""
-    while True:
-        pending = asyncio.ensure_future(anext(chunks, b""))
-        try:
-            while not (await asyncio.wait({pending}, timeout=KEEPALIVE_S))[0]:
-                await response.write(b": keep-alive\n\n")
-        finally:
-            pending.cancel()  # a no-op once it is done; stops the read if the client left
-        chunk = pending.result()
-        if not chunk:
-            return b""
-        events = relay.feed(chunk)
-        if events:
-            return events
+def _usage_in(body: bytes | None) -> Usage | None:
+    """The ``usage`` a completion or chunk (JSON bytes) reports, if any."""
+    if not body or b'"usage"' not in body:
+        return None
+    try:
+        return usage_of(json.loads(body))
+    except (ValueError, RecursionError, AttributeError):
+        return None
+
+
+class _Heartbeat:
+    """Writes ``: keep-alive`` whenever the stream has been silent for KEEPALIVE_S.
+
+    Safe beside the relay's writes: those always hold whole events, so a comment can only
+    land between two events, where SSE clients ignore it.
+    """
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        self.last_write = asyncio.get_running_loop().time()
+        self._response = response
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(max(0.0, self.last_write + KEEPALIVE_S - loop.time()))
+            if loop.time() - self.last_write >= KEEPALIVE_S:
+                self.last_write = loop.time()
+                await self._response.write(b": keep-alive\n\n")
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError, RuntimeError):
+            await self._task
 
 
 class SseRelay:
@@ -90,6 +144,10 @@ class SseRelay:
         self._buffer = b""
         #: The receipt comment's base64 value, once seen.
         self.receipt: str | None = None
+        #: Whether any complete event has come through.
+        self.seen_event = False
+        #: The data of the last event that reported ``usage`` (the worker's usage chunk).
+        self.usage_event: bytes | None = None
 
     def feed(self, chunk: bytes) -> bytes:
         """Add bytes off the wire; returns the complete events to pass on (maybe none)."""
@@ -98,12 +156,25 @@ class SseRelay:
         if end == 0:
             return b""
         complete, self._buffer = self._buffer[:end], self._buffer[end:]
+        self.seen_event = True
+        if b'"usage":{' in complete:
+            self._note_usage(complete)
         return self._strip_receipt(complete)
+
+    def _note_usage(self, events: bytes) -> None:
+        at = events.rfind(b'"usage":{')
+        start = events.rfind(b"data:", 0, at)
+        end = _event_end_from(events, at)
+        if start >= 0:
+            self.usage_event = events[start + 5 : end].strip()
 
     def finish(self) -> bytes:
         """What is left when the stream ends (an unterminated last event)."""
         rest, self._buffer = self._buffer, b""
-        return self._strip_receipt(rest) if rest.strip() else b""
+        if not rest.strip():
+            return b""
+        self.seen_event = True
+        return self._strip_receipt(rest)
 
     def _strip_receipt(self, events: bytes) -> bytes:
         """``events`` without the receipt comment event (every other byte passes unchanged)."""

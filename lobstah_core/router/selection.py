@@ -1,9 +1,12 @@
 """Choosing the order in which peers are tried for one request.
 
-Candidates are peers that are not excluded and whose cached capacity lists the model. Peers of
-the fitting tier come first (interactive for streams, batch for jobs) but no peer is refused for
-its tier; then the least loaded (our in-flight calls plus the queue depth it reported); ties
-rotate so equal peers share the work.
+Candidates are peers that are not excluded and whose cached capacity lists the model. Peers
+with a free slot come first (load below the concurrency they reported; unknown concurrency
+counts as free), then peers of the fitting tier (interactive for streams, batch for jobs) — no
+peer is refused for its tier — then the least loaded (our in-flight calls plus the queue depth
+it reported); ties rotate so equal peers share the work.
+
+Ranking reads only plain cached values (:class:`PeerHealth`), so it is tested without sockets.
 """
 
 from __future__ import annotations
@@ -32,10 +35,12 @@ def rank(
     """
     count = len(candidates)
 
-    def key(item: tuple[int, Peer]) -> tuple[int, int, int]:
+    def key(item: tuple[int, Peer]) -> tuple[bool, bool, int, int]:
         index, peer = item
         state = health[peer.pubkey]
-        tier = state.capacity.tier if state.capacity else None
-        return (tier != preferred_tier if preferred_tier else 0, state.load, (index - rotation) % count)
+        capacity = state.capacity
+        tier = capacity.tier if capacity else None
+        full = bool(capacity and capacity.concurrency and state.load >= capacity.concurrency)
+        return (full, bool(preferred_tier) and tier != preferred_tier, state.load, (index - rotation) % count)
 
     return [peer for _, peer in sorted(enumerate(candidates), key=key)]

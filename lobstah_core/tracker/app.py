@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 from aiohttp import web
 
 from ..clock import wall_clock_ms
-from ..errors import InvalidJson
+from ..errors import InvalidJson, MalformedMessage
 from ..http import MAX_BODY, error_middleware, read_body
+from ..protocol.wire import parse_json
 from .registry import Limits, Registry
 
 __all__ = ["create_app", "REGISTRY"]
@@ -48,7 +48,8 @@ async def peers(request: web.Request) -> web.Response:
 async def announce(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     signed = registry.announce(await _json(request))
-    body = {"ok": True, "pubkey": signed.announcement.pubkey, "ttlSeconds": signed.announcement.ttl_seconds,
+    # The TTL granted, not the one asked for: 60–600 s (WIRE.md).
+    body = {"ok": True, "pubkey": signed.announcement.pubkey, "ttlSeconds": signed.announcement.granted_ttl_seconds,
             "registeredCount": registry.live_count()}
     return web.json_response(body)
 
@@ -61,7 +62,7 @@ async def unannounce(request: web.Request) -> web.Response:
 async def _json(request: web.Request) -> object:
     raw = await read_body(request)
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BadJson("request body is not valid JSON") from None
+        return parse_json(raw)
+    except MalformedMessage as exc:
+        raise BadJson(f"request body is {exc.message}") from None
 

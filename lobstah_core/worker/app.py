@@ -17,6 +17,7 @@ from ..events import EventBus
 from ..http import MAX_BODY, error_middleware, json_response, parse_body, read_body
 from ..ledger import Ledger
 from ..protocol.identity import Identity
+from ..protocol.reconciliation import RECEIPTS_PATH, ReceiptsQuery, next_since
 from ..protocol.schemas import (
     ChatCompletionRequest,
     JobAccepted,
@@ -24,6 +25,7 @@ from ..protocol.schemas import (
     ModelCard,
     ModelList,
 )
+from ..protocol.wire import parse_model
 from .chat import plain_completion, streamed_completion
 from .job_store import JobStore
 from .jobs import JobRunner
@@ -78,6 +80,7 @@ def create_app(
     app.router.add_post("/v1/jobs", create_job)
     app.router.add_get("/v1/jobs/{job_id}", get_job)
     app.router.add_delete("/v1/jobs/{job_id}", cancel_job)
+    app.router.add_get(RECEIPTS_PATH, receipts)
     return app
 
 
@@ -156,6 +159,21 @@ async def cancel_job(request: web.Request) -> web.Response:
     if await asyncio.to_thread(jobs.store.get, job_id, request.app[SERVICE].clock_ms()) is None:
         raise NotFound(f"no job {job_id!r}")
     raise NotCancellable(f"job {job_id!r} is no longer queued")
+
+
+async def receipts(request: web.Request) -> web.Response:
+    """[ext] reconciliation: the receipts we issued to the requester who signed this request."""
+    service = request.app[SERVICE]
+    requester = service.authenticate(request.headers, "GET", request.path_qs, b"", signed_only=True)
+    query = parse_model(ReceiptsQuery, dict(request.query))
+    page = await asyncio.to_thread(
+        service.ledger.issued, service.identity.pubkey, requester, query.since, query.limit
+    )
+    following = next_since([completed_at for completed_at, _ in page], query.since, query.limit)
+    # Each receipt's JSON is the text stored when it was issued; the page only joins them.
+    texts = ",".join(signed for _, signed in page)
+    text = f'{{"receipts":[{texts}],"next":{"null" if following is None else following}}}'
+    return web.Response(text=text, content_type="application/json")
 
 
 async def _admit(request: web.Request, schema: type[C]) -> tuple[C, str]:

@@ -8,9 +8,8 @@ an error ends the stream with one error event and ``[DONE]`` (lobstah_core/http.
 
 The stream forwards the engine's chunks as they come, then a ``:lobstah-receipt:`` comment,
 then ``data: [DONE]``. The receipt is signed only after the last chunk has been written and is
-recorded in our ledger only after the response is sent, plain or streamed: a client that
-disconnects before cancels the engine call or the send and gets no receipt, so both ledgers
-stay equal.
+committed to our ledger before the bytes carrying it leave (durable before delivered); a
+router that missed it recovers it by reconciliation (``GET /v1/receipts``).
 """
 
 from __future__ import annotations
@@ -44,12 +43,12 @@ async def plain_completion(
     usage = _require_usage(usage_of(completion))
     job_id = str(completion.get("id") or completion_id())
     signed = service.sign_receipt(job_id, requester, request.model, usage, started)
+    await service.commit_receipt(signed)
     response = web.json_response(
         completion, headers={RECEIPT_HEADER: encode_receipt_header(signed)}
     )
     await response.prepare(http_request)
     await response.write_eof()
-    service.record_receipt_later(signed)
     return response
 
 
@@ -77,10 +76,10 @@ async def streamed_completion(
                 await response.write(_event(chunk))
         usage = _require_usage(usage)
     signed = service.sign_receipt(job_id, requester, request.model, usage, started)
+    await service.commit_receipt(signed)
     await response.write(f"{RECEIPT_COMMENT}{encode_receipt_header(signed)}\n\n".encode())
     await response.write(b"data: [DONE]\n\n")
     await response.write_eof()
-    service.record_receipt_later(signed)
     return response
 
 

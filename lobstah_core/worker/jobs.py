@@ -76,7 +76,7 @@ class JobRunner:
             signed = service.sign_receipt(
                 job.job_id, job.requester, job.request["model"], usage, started
             )
-            service.record_receipt_later(signed)
+            await service.commit_receipt(signed)  # in our ledger before any poll can see it
             await asyncio.to_thread(
                 self.store.finish, job.job_id, completion, signed, service.clock_ms()
             )

@@ -4,10 +4,13 @@ Authenticate the requester, check its credit, hold an engine slot, run the engin
 receipt for the tokens used and append it to the worker's own ledger. The HTTP handlers
 (``app.py``) and the job runner (``jobs.py``) are thin layers over these steps.
 
-Issued receipts are stored in batches (a 20 ms window, one transaction in a thread) and no
-handler waits for that: a handler that awaited the write would hold its keep-alive connection,
-and with it the requester's next request, for a thread hop and a SQLite commit. Until stored,
-they count against their requesters' credit from a tally in memory.
+Durable before delivered (issue 15): a receipt is committed to the worker's ledger before the
+bytes that carry it leave, so a worker killed at any moment never has handed out a receipt it
+has not kept. Commits are grouped: a handler waits for the transaction of its batch, and a batch
+is whatever was issued while the previous one was being written (one transaction in a thread),
+so under load one SQLite commit serves many requests. In WAL mode with ``synchronous=NORMAL`` a
+commit survives the process being killed (not a power cut). Until stored, issued receipts count
+against their requesters' credit from a tally in memory.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from ..engines.base import Usage, WorkerEngine
 from ..errors import (
     EngineError,
     InsufficientCredit,
+    LedgerError,
     ModelNotFound,
     ProtocolError,
     Unauthorized,
@@ -55,8 +59,9 @@ class WorkerService:
     clock_ms: Callable[[], int] = wall_clock_ms
     #: Where issued receipts are announced (a node's shared bus), if anywhere.
     bus: EventBus | None = None
-    #: Seconds an issued receipt waits for others to share its ledger transaction.
-    batch_window: float = 0.02
+    #: Seconds an issued receipt waits for others to share its ledger transaction, on top of
+    #: the time the batch before takes to commit (which is when most join).
+    batch_window: float = 0.0
     admission: Admission = field(init=False)
     #: When this service started, ms since the epoch (the ``created`` of its models).
     started_at_ms: int = field(init=False)
@@ -75,9 +80,13 @@ class WorkerService:
         self.issued = Batches(self._store_issued, window=self.batch_window, what="issued receipts")
 
     def authenticate(
-        self, headers: Mapping[str, str], method: str, path: str, body: bytes
+        self, headers: Mapping[str, str], method: str, path: str, body: bytes, *, signed_only: bool = False
     ) -> str:
         """The requester of a request: verified if signed, claimed if not, else anonymous.
+
+        Args:
+            signed_only: refuse an unsigned request whatever the settings say (a requester's
+                own receipts are served only to that requester, proven).
 
         Raises:
             Unauthorized: a signature that does not verify, or none when one is required.
@@ -88,8 +97,8 @@ class WorkerService:
             raise Unauthorized(f"bad request signature: {exc.message}") from None
         if verified is not None:
             return verified
-        if self.settings.require_signed_requests:
-            raise Unauthorized("this worker only serves signed requests (x-lobstah-signature)")
+        if self.settings.require_signed_requests or signed_only:
+            raise Unauthorized("this needs a signed request (x-lobstah-signature)")
         return headers.get(REQUESTER_HEADER) or ANONYMOUS
 
     async def check_credit(self, requester: str) -> None:
@@ -173,12 +182,20 @@ class WorkerService:
         )
         return sign_receipt(receipt, self.identity)
 
-    def record_receipt_later(self, signed: SignedReceipt) -> None:
-        """Append a receipt we issued (and so need not verify) to our ledger with the next
-        batch, and announce it once stored. Call it once the requester has the receipt; its
-        credit counts against the requester from now on."""
+    async def commit_receipt(self, signed: SignedReceipt) -> None:
+        """Append a receipt we issued (and so need not verify) to our ledger, with its batch,
+        and return once that batch is committed; it is announced once stored. Call it before
+        anything that carries the receipt is sent; its credit counts against the requester
+        from now on.
+
+        Raises:
+            LedgerError: the ledger could not store the batch; the receipt must not be sent.
+        """
         self._tally(signed, +1)
-        self.issued.add(signed)
+        try:
+            await self.issued.commit(signed)
+        except Exception as exc:
+            raise LedgerError(f"could not store the receipt: {exc}") from None
 
     def _tally(self, signed: SignedReceipt, sign: int) -> None:
         """Add (+1) or take out (-1) a receipt's credit in the tally of unstored spending."""

@@ -1,4 +1,5 @@
-"""Receipts: a live log of credits earned and spent; rejected receipts stand out."""
+"""Receipts: a live log of credits earned and spent; rejected receipts stand out, and so do
+receipts recovered by reconciliation (how many, from whom)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import time
 
 from textual.widgets import RichLog
 
-from lobstah_core.events import Event, ReceiptAccepted, ReceiptIssued, ReceiptRejected
+from lobstah_core.events import Event, ReceiptAccepted, ReceiptIssued, ReceiptRejected, ReceiptsRecovered
 
 
 class ReceiptsPanel(RichLog):
@@ -30,4 +31,7 @@ def describe_receipt(event: Event, labels: dict[str, str]) -> str | None:
     if isinstance(event, ReceiptRejected):
         who = labels.get(event.peer, event.peer[4:16])
         return f"{clock} [bold red]✗ rejected [/]{who:<10} {event.reason}: {event.message}"
+    if isinstance(event, ReceiptsRecovered):
+        who = labels.get(event.peer, event.peer[4:16])
+        return f"{clock} [cyan]↺ recovered [/]{who:<10} {event.count} receipt(s) by reconciliation"
     return None

@@ -104,3 +104,18 @@ def test_ledger_import_from_stdin_and_bad_paths(cli: Run, tmp_path: Path) -> Non
 def test_usage_errors_exit_2(cli: Run) -> None:
     result = cli("frobnicate")
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_ledger_import_keeps_good_lines_beside_a_401_digit_number(cli: Run, home: Path, tmp_path: Path) -> None:
+    worker, requester = Identity.generate(), Identity.generate()
+    good = [json.dumps(signed_receipt(worker, requester).to_wire()) for _ in range(2)]
+    poison = json.dumps(signed_receipt(worker, requester).to_wire()).replace('"outputTokens": 20', '"outputTokens": ' + "9" * 401)
+    assert "9" * 401 in poison
+    jsonl = tmp_path / "ledger.jsonl"
+    jsonl.write_text("\n".join([good[0], poison, good[1]]) + "\n")
+    result = cli("ledger", "import", str(jsonl))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "added 2, duplicate 0, invalid 0, malformed 1" in result.stdout
+    assert "line 2: " in result.stdout
+    with Ledger(home / "ledger.sqlite3") as ledger:
+        assert ledger.totals().receipts == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import aiohttp
 import httpx
 import pytest
+from aiohttp import web
 
 from lobstah_core.discovery.advertiser import Advertiser, TrackerChannel, heartbeat_seconds
 from lobstah_core.discovery.merge import merge_announcements
@@ -139,3 +141,36 @@ async def test_discovered_loopback_peer_is_refused_at_request_time(start_worker:
 
 def test_heartbeat_interval() -> None:
     assert heartbeat_seconds(300) == 150 and heartbeat_seconds(40) == 30
+
+
+async def test_one_poison_entry_in_a_tracker_list_costs_only_itself(tmp_path: Path) -> None:
+    # A hostile tracker serves a 400-digit number among honest announcements: once enough to
+    # abort the whole sync (OverflowError in canonicalize).
+    honest = [signed(Identity.from_seed(bytes([n]) * 32), f"http://203.0.113.{n}:17474") for n in (11, 12)]
+    poison = json.dumps(signed(WORKER_ID, "http://203.0.113.13:17474")).replace('"ttlSeconds": 300', '"ttlSeconds": ' + "9" * 400)
+    listing = '{"version":1,"count":3,"peers":[' + ",".join([json.dumps(honest[0]), poison, json.dumps(honest[1])]) + "]}"
+
+    async def peers(_: web.Request) -> web.Response:
+        return web.Response(text=listing, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/peers", peers)
+    hostile = await RunningServer(app, "127.0.0.1", 0, "hostile tracker").start()
+    try:
+        raw = await tracker_list(hostile)
+    finally:
+        await hostile.stop()
+    store = PeerStore(tmp_path / "peers.json")
+    report = await merge_announcements(raw, store, "tracker", UrlPolicy(), now_ms())
+    assert sorted(report.added) == sorted(a["announcement"]["pubkey"] for a in honest)
+    assert report.rejected == [(WORKER_ID.pubkey, report.rejected[0][1])] and "malformed" in report.rejected[0][1]
+    assert len(store.load()) == 2
+
+
+async def test_cloud_metadata_urls_are_never_merged(tmp_path: Path) -> None:
+    store = PeerStore(tmp_path / "peers.json")
+    urls = ("http://[fd00:ec2::254]/", "http://100.100.100.200/", "http://[64:ff9b::a9fe:a9fe]:17474")
+    raw = [signed(Identity.from_seed(bytes([20 + n]) * 32), url) for n, url in enumerate(urls)]
+    report = await merge_announcements(raw, store, "tracker", UrlPolicy(block_private=False), now_ms())
+    assert report.added == [] and len(report.rejected) == 3
+    assert store.load() == []

@@ -15,11 +15,15 @@ from aiohttp import web
 
 MODELS = ["llama3.2:3b", "qwen2.5:7b"]
 REQUESTS = web.AppKey("requests", list)
+#: When set, requests with tools are refused as Ollama refuses them for a model without tool
+#: support: 400 {"error": "... does not support tools"}.
+REFUSE_TOOLS = web.AppKey("refuse_tools", bool)
 
 
 def create_ollama_app() -> web.Application:
     app = web.Application()
     app[REQUESTS] = []
+    app[REFUSE_TOOLS] = False
     app.router.add_get("/api/tags", tags)
     app.router.add_post("/api/chat", chat)
     return app
@@ -39,6 +43,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
     request.app[REQUESTS].append(body)
     if body.get("model") not in MODELS:
         return web.json_response({"error": f"model \"{body.get('model')}\" not found, try pulling it first"}, status=404)
+    if body.get("tools") and request.app[REFUSE_TOOLS]:
+        return web.json_response({"error": f"registry.ollama.ai/library/{body['model']} does not support tools"}, status=400)
     last = next((m for m in reversed(body["messages"]) if m["role"] == "user"), {"content": ""})
     words = last["content"].split() or ["ok"]
     limit = body.get("options", {}).get("num_predict")

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lobstah_core.errors import MalformedMessage
 from lobstah_core.protocol import canonical_bytes, canonicalize
 
 from .conftest import REFERENCE, requires_node
@@ -40,8 +41,7 @@ GOLDEN = [
     (0.1 + 0.2, "0.30000000000000004"),
     (-2.5e-300, "-2.5e-300"),
     (2**53 - 1, "9007199254740991"),
-    (2**64, "18446744073709552000"),
-    (10**21, "1e+21"),
+    # Larger integers have no exact JS value: refused, see test_bounds.py.
     (math.inf, "null"),
     (math.nan, "null"),
     ([True, False, None], "[true,false,null]"),
@@ -61,7 +61,7 @@ def test_signed_bytes_are_utf8() -> None:
 
 @pytest.mark.parametrize("bad", [{1: "x"}, {"a": {1, 2}}, b"bytes", object()])
 def test_refuses_values_json_cannot_hold(bad: Any) -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(MalformedMessage):
         canonicalize(bad)
 
 
@@ -86,7 +86,7 @@ def test_parses_back_to_the_same_value(value: Any) -> None:
     assert json.loads(text, parse_int=float) == _normalise(value)
 
 
-@given(st.dictionaries(st.text(), st.integers(), min_size=2, max_size=8))
+@given(st.dictionaries(st.text(), st.integers(min_value=0, max_value=2**53 - 1), min_size=2, max_size=8))
 def test_keys_are_in_javascript_order(obj: dict[str, int]) -> None:
     keys = list(json.loads(canonicalize(obj)))
     count = sum(map(_is_array_index, keys))

@@ -52,3 +52,12 @@ def test_not_an_event_or_not_an_announcement() -> None:
     note = sign_event(SECRET, 1, 1, [], "hello")
     with pytest.raises(MalformedMessage):
         announcement_of(note)
+
+
+def test_an_event_with_an_unsafe_number_is_malformed() -> None:
+    signed = sign_announcement({"version": 1, "pubkey": WORKER.pubkey, "url": "http://203.0.113.1:17474",
+                                "ttlSeconds": 300, "announcedAt": 1_795_000_000_000}, WORKER)
+    event = announcement_event(SECRET, signed, 1_795_000_000).model_dump()
+    for field, value in (("created_at", 10**5000), ("kind", 2**40), ("created_at", -1)):
+        with pytest.raises(MalformedMessage):
+            verify_event({**event, field: value})

@@ -74,3 +74,40 @@ def test_policy_from_environment() -> None:
     assert UrlPolicy.from_env({}) == DEFAULT
     env = {"LOBSTAH_ALLOW_LOOPBACK": "1", "LOBSTAH_BLOCK_PRIVATE_ADDRS": "true"}
     assert UrlPolicy.from_env(env) == UrlPolicy(allow_loopback=True, block_private=True)
+
+
+@pytest.mark.parametrize("policy", [DEFAULT, LOOPBACK_OK, STRICT], ids=["default", "loopback-ok", "strict"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "fd00:ec2::254",  # AWS metadata over IPv6: ULA, yet refused without block_private
+        "100.100.100.200",  # Alibaba Cloud metadata: CGNAT, likewise
+        "::ffff:100.100.100.200",
+        "::169.254.169.254",  # IPv4-compatible form of the link-local metadata address
+        "64:ff9b::a9fe:a9fe",  # NAT64 form of 169.254.169.254
+        "64:ff9b::6464:64c8",  # NAT64 form of 100.100.100.200
+        "::0.0.0.0",
+    ],
+)
+def test_metadata_and_embedded_forms_are_refused_whatever_the_policy(address: str, policy: UrlPolicy) -> None:
+    with pytest.raises(UnsafeUrl):
+        check_peer_url("http://peer.example", [address], policy)
+
+
+@pytest.mark.parametrize(
+    ("address", "refused_by"),
+    [
+        ("::127.0.0.1", DEFAULT),
+        ("64:ff9b::7f00:1", DEFAULT),
+        ("64:ff9b::c0a8:10a", STRICT),  # 192.168.1.10
+        ("::10.1.2.3", STRICT),
+    ],
+)
+def test_embedded_ipv4_is_judged_as_that_address(address: str, refused_by: UrlPolicy) -> None:
+    with pytest.raises(UnsafeUrl):
+        check_peer_url("http://peer.example", [address], refused_by)
+    check_peer_url("http://peer.example", [address], UrlPolicy(allow_loopback=True))
+
+
+def test_embedded_public_ipv4_passes() -> None:
+    check_peer_url("http://peer.example", ["64:ff9b::cb00:7105"], STRICT)  # 203.0.113.5 via NAT64

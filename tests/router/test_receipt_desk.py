@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
+from lobstah_core.engines.base import Usage
 from lobstah_core.events import EventBus, ReceiptAccepted, ReceiptRejected
 from lobstah_core.ledger import Ledger
 from lobstah_core.protocol import Identity, encode_receipt_header
@@ -63,3 +66,40 @@ async def test_bad_and_good_receipts_in_one_batch_are_judged_one_by_one(tmp_path
         reasons = [getattr(e, "reason", "accepted") for e in events]
         assert reasons == ["missing", "malformed", "wrong_requester", "wrong_worker", "stale", "accepted"]
         assert [r.receipt.nonce for r in ledger.recent(10)] == [good.receipt.nonce]
+
+
+async def test_a_poison_receipt_costs_only_itself(tmp_path: Path) -> None:
+    # A 400-digit token count once made canonicalize raise OverflowError and the whole batch,
+    # the honest receipts beside it included, was lost.
+    honest = [signed_receipt(WORKER, ME) for _ in range(20)]
+    poison_json = json.dumps(signed_receipt(WORKER, ME).to_wire()).replace('"outputTokens": 20', '"outputTokens": ' + "9" * 400)
+    poison = base64.b64encode(poison_json.encode()).decode()
+    bus = EventBus()
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        desk = ReceiptDesk(ME.pubkey, ledger, bus, lambda: NOW)
+        submissions = [(encode_receipt_header(r), WORKER.pubkey) for r in honest]
+        submissions.insert(7, (poison, WORKER.pubkey))
+        events = await settle(desk, bus, submissions)
+        assert [getattr(e, "reason", "accepted") for e in events].count("accepted") == 20
+        assert desk.accepted == 20 and desk.rejected == {"malformed": 1}
+        assert ledger.totals().receipts == 20
+
+
+async def test_a_receipt_claiming_more_than_the_answer_used_is_inflated(tmp_path: Path) -> None:
+    bus = EventBus()
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        desk = ReceiptDesk(ME.pubkey, ledger, bus, lambda: NOW)
+        reported = Usage(prompt_tokens=10, completion_tokens=7)
+        inflated = signed_receipt(WORKER, ME, inputTokens=10, outputTokens=10**9)
+        padded_prompt = signed_receipt(WORKER, ME, inputTokens=11, outputTokens=7)
+        honest = signed_receipt(WORKER, ME, inputTokens=10, outputTokens=7)
+        async with bus.subscribe() as events:
+            for signed in (inflated, padded_prompt, honest):
+                desk.accept_later(encode_receipt_header(signed), WORKER.pubkey, reported)
+            desk.accept_later(encode_receipt_header(signed_receipt(WORKER, ME)), WORKER.pubkey)  # no usage seen
+            await desk.drain()
+            outcomes = [events.get_nowait() for _ in range(events.qsize())]
+        assert [getattr(e, "reason", "accepted") for e in outcomes] == ["inflated", "inflated", "accepted", "accepted"]
+        assert "1000000000" in outcomes[0].message
+        assert desk.rejected == {"inflated": 2}
+        assert ledger.balance(WORKER.pubkey).earned == 17 + 30

@@ -35,6 +35,14 @@ class BrokenEngine(DemoEngine):
         yield {}  # an async generator that fails before its first chunk
 
 
+class HungEngine(DemoEngine):
+    """Never accepts a request (a wedged upstream): the worker never sends a status line."""
+
+    async def stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        await asyncio.sleep(30)
+        yield {}
+
+
 async def served_by(router_home: Path, expected: int) -> Counter[str]:
     return Counter(r.receipt.worker_pubkey for r in await ledgered(router_home, expected))
 
@@ -54,16 +62,21 @@ async def test_equal_peers_share_the_work_round_robin(start_worker: StartWorker,
 
 
 async def test_a_busy_peer_is_passed_over(start_worker: StartWorker, start_router: StartRouter, router_home: Path) -> None:
-    slow = await start_worker(DemoEngine(first_token_delay=1.5), identity=IDS[0])
-    # Instant, so that it is never still busy when the next request is ranked, however slow
-    # the machine running the test.
+    slow = await start_worker(DemoEngine(first_token_delay=3.0), identity=IDS[0])
     fast = await start_worker(DemoEngine(first_token_delay=0, tokens_per_second=0), identity=IDS[1])
-    add_peer(router_home, slow, IDS[0].pubkey)
-    add_peer(router_home, fast, IDS[1].pubkey)
+    add_peer(router_home, slow, IDS[0].pubkey, label="slow")
+    add_peer(router_home, fast, IDS[1].pubkey, label="fast")
     router = await start_router()
-    # Keep the slow peer busy; everything that arrives meanwhile goes to the idle one.
+    # Two at once: one lands on each peer (the second sees the first's load), and the slow
+    # one stays busy; everything that arrives meanwhile goes to the idle peer.
     busy = [asyncio.create_task(post(router.url)) for _ in range(2)]
-    await asyncio.sleep(0.2)
+    async with httpx.AsyncClient(base_url=router.url) as http:
+        for _ in range(250):  # until the fast one has answered (bounded: 5 s)
+            load = {p["label"]: p["health"]["inFlight"] for p in (await http.get("/peers")).json()}
+            if load == {"slow": 1, "fast": 0}:
+                break
+            await asyncio.sleep(0.02)
+    assert load == {"slow": 1, "fast": 0}
     for _ in range(4):
         assert (await post(router.url)).status_code == 200
     await asyncio.gather(*busy)
@@ -81,7 +94,7 @@ async def test_failover_on_each_fault(fault: str, start_worker: StartWorker, sta
     elif fault == "429":
         bad = await start_worker(DemoEngine(first_token_delay=2.0), concurrency=1, max_queue=0, **options)
     elif fault == "timeout":
-        bad = await start_worker(DemoEngine(first_token_delay=5.0), **options)
+        bad = await start_worker(HungEngine(), **options)
     else:
         bad = await start_worker(**options)
     good = await start_worker(identity=IDS[1], tier="batch")

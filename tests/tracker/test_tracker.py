@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -103,3 +104,23 @@ async def test_unannounce(tracker: httpx.AsyncClient) -> None:
     again = await tracker.post("/unannounce", json=sign_unannounce(WORKERS[0], NOW[0]).model_dump())
     assert again.json() == {"ok": True, "removed": False}
     assert (await tracker.get("/peers")).json()["count"] == 0
+
+
+async def test_a_huge_ttl_is_clamped_to_ten_minutes(tracker: httpx.AsyncClient) -> None:
+    accepted = await tracker.post("/announce", json=announcement(WORKERS[0], ttlSeconds=10**12))
+    assert accepted.status_code == 200 and accepted.json()["ttlSeconds"] == 600
+    NOW[0] += 600_000
+    assert (await tracker.get("/peers")).json()["count"] == 1
+    NOW[0] += 1
+    assert (await tracker.get("/peers")).json()["count"] == 0
+
+
+async def test_hostile_numbers_and_nesting_are_400_not_500(tracker: httpx.AsyncClient) -> None:
+    json_body = {"content-type": "application/json"}
+    deep = await tracker.post("/announce", content=b"[" * 30_000 + b"]" * 30_000, headers=json_body)
+    assert deep.status_code == 400 and deep.json()["error"]["type"] == "bad_json"
+    body = announcement(WORKERS[0])
+    text = json.dumps(body).replace('"ttlSeconds": 300', '"ttlSeconds": ' + "9" * 400)
+    huge = await tracker.post("/announce", content=text.encode(), headers=json_body)
+    assert huge.status_code == 400 and huge.json()["error"]["reason"] == "malformed"
+    assert (await tracker.post("/announce", json=body)).status_code == 200

@@ -174,17 +174,36 @@ async def test_credit_counts_receipts_not_yet_stored(start_worker: StartWorker, 
     with Ledger(home / "ledger.sqlite3") as ledger:
         ledger.add(signed_receipt(WORKER, ROUTER, inputTokens=9_999, outputTokens=0))  # 1 credit left
     worker = await start_worker(home=home)
-    worker.runner.app[SERVICE].issued.window = 2.0  # the first receipt stays in its batch meanwhile
+    worker.runner.app[SERVICE].issued.window = 1.0  # the first receipt waits in its batch meanwhile
     as_router = {"x-lobstah-requester": ROUTER.pubkey}
     async with httpx.AsyncClient(base_url=worker.url, timeout=10) as http:
-        first = await http.post("/v1/chat/completions", json=CHAT, headers=as_router)
-        assert first.status_code == 200
-        spent = verify_receipt(decode_receipt_header(first.headers["x-lobstah-receipt"])).receipt.credit
+        first = asyncio.create_task(http.post("/v1/chat/completions", json=CHAT, headers=as_router))
+        await asyncio.sleep(0.5)  # the demo engine has answered; its receipt is not stored yet
         refused = await http.post("/v1/chat/completions", json=CHAT, headers=as_router)
+        assert (await first).status_code == 200
+        spent = verify_receipt(decode_receipt_header((await first).headers["x-lobstah-receipt"])).receipt.credit
         assert refused.status_code == 402 and refused.json()["error"]["available"] == 1 - spent
         assert len(await ledgered(home, 2)) == 2  # once stored, the receipt counts once, not twice
         again = await http.post("/v1/chat/completions", json=CHAT, headers=as_router)
         assert again.status_code == 402 and again.json()["error"]["available"] == 1 - spent
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+async def test_a_receipt_is_in_the_ledger_before_the_client_has_it(
+    start_worker: StartWorker, tmp_path, stream: bool
+) -> None:
+    home = tmp_path / "durable-home"
+    worker = await start_worker(home=home)
+    async with httpx.AsyncClient(base_url=worker.url, timeout=10) as http:
+        response = await http.post("/v1/chat/completions", json={**CHAT, "stream": stream})
+    if stream:
+        comment = next(e for e in sse_events(response.text) if e.startswith(":lobstah-receipt:"))
+        header = comment.removeprefix(":lobstah-receipt:")
+    else:
+        header = response.headers["x-lobstah-receipt"]
+    nonce = verify_receipt(decode_receipt_header(header)).receipt.nonce
+    with Ledger(home / "ledger.sqlite3") as ledger:  # no waiting: it was committed first
+        assert ledger.has_nonce(nonce)
 
 
 async def test_credit_check_can_be_turned_off(start_worker: StartWorker, tmp_path) -> None:
