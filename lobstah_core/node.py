@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -24,11 +23,10 @@ from .discovery.periodic_sync import PeriodicSync
 from .engines import EngineName, build_engine
 from .errors import LobstahError, SwitchRefused
 from .events import EventBus
+from .node_view import NodeSnapshot, PeerView, chat_stream_text
 from .http import RunningServer
 from .identity_file import load_or_create_nostr_secret
 from .protocol.identity import Identity
-from .protocol.receipts import SignedReceipt
-from .protocol.schemas import Balance
 from .protocol.url_safety import UrlPolicy
 from .router.app import ROUTER
 from .router.app import create_app as create_router
@@ -37,7 +35,7 @@ from .tracker import create_app as create_tracker
 from .worker.app import SERVICE
 from .worker.app import create_app as create_worker
 
-__all__ = ["NodeSettings", "EngineSettings", "SyncSettings", "Switches", "Node", "NodeSnapshot", "PeerView"]
+__all__ = ["NodeSettings", "EngineSettings", "SyncSettings", "Switches", "Node"]
 
 
 class EngineSettings(BaseModel):
@@ -79,37 +77,6 @@ class Switches(BaseModel):
     sync: bool = False
 
 
-@dataclass(frozen=True)
-class PeerView:
-    pubkey: str
-    label: str | None
-    url: str
-    source: str
-    models: tuple[str, ...]
-    tier: str | None
-    state: str
-    excluded_until: int
-    consecutive_failures: int
-    queue_depth: int | None
-    in_flight: int
-    ttfb_ms: float | None
-
-
-@dataclass(frozen=True)
-class NodeSnapshot:
-    pubkey: str
-    router_url: str | None
-    worker_url: str | None
-    tracker_url: str | None
-    peers: tuple[PeerView, ...]
-    worker_queue_depth: int | None
-    balance: Balance | None
-    recent: tuple[SignedReceipt, ...]
-    advertise: tuple[bool, str]
-    sync: tuple[bool, str]
-    rejected: dict[str, int] = field(default_factory=dict)
-
-
 class Node:
     """Servers of one identity and one home, started and stopped together."""
 
@@ -127,6 +94,16 @@ class Node:
             trackers=settings.sync.trackers, relays=settings.sync.relays, interval=settings.sync.interval_seconds,
         )
         self.switches = self._load_switches()
+
+    @property
+    def pubkey(self) -> str:
+        """This node's key."""
+        return self.identity.pubkey
+
+    @property
+    def router_url(self) -> str | None:
+        """Where this node's router listens, once started."""
+        return self.router.url if self.router else None
 
     async def start(self) -> None:
         """Start the tracker, worker and router (those configured), then the switches that are on."""
@@ -195,17 +172,7 @@ class Node:
         balance, receipts, rejected = None, (), {}
         if self.router is not None:
             router = self.router.runner.app[ROUTER]
-            now = router.clock_ms()
-            for peer in router.directory.active():
-                state = router.directory.health.of(peer.pubkey)
-                capacity = state.capacity
-                peers.append(PeerView(
-                    peer.pubkey, peer.label, peer.url, peer.source,
-                    tuple(capacity.models) if capacity else (), capacity.tier if capacity else None,
-                    "excluded" if state.excluded(now) else "healthy", state.excluded_until,
-                    state.consecutive_failures, capacity.queue_depth if capacity else None,
-                    state.in_flight, state.ttfb_ms,
-                ))
+            peers = router.directory.views()
             balance = await asyncio.to_thread(router.ledger.summary, self.identity.pubkey)
             receipts = tuple(await asyncio.to_thread(router.ledger.recent, recent, self.identity.pubkey))
             rejected = dict(router.desk.rejected)
@@ -241,16 +208,8 @@ class Node:
                 if response.status != 200:
                     error = (await response.json(content_type=None)).get("error", {})
                     raise LobstahError(error.get("message") or f"router answered {response.status}")
-                async for line in response.content:
-                    if not line.startswith(b"data: ") or line.strip() == b"data: [DONE]":
-                        continue
-                    chunk = json.loads(line[6:])
-                    if "error" in chunk:
-                        raise LobstahError(chunk["error"].get("message", "the stream failed"))
-                    for choice in chunk.get("choices", []):
-                        text = choice.get("delta", {}).get("content")
-                        if text:
-                            yield text
+                async for text in chat_stream_text(response.content):
+                    yield text
 
     async def _start_advertising(self) -> None:
         advertise, worker = self.settings.advertise, self.worker

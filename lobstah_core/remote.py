@@ -11,27 +11,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import httpx
 
 from .errors import LobstahError, SwitchRefused
 from .events import EventBus, event_from_json
-from .node import NodeSnapshot, PeerView
+from .node_view import NodeSnapshot, PeerView, chat_stream_text
 from .protocol.schemas import Balance
 from .tasks import cancel_and_wait
 
 __all__ = ["RemoteNode"]
-
-
-@dataclass(frozen=True)
-class _RemoteIdentity:
-    pubkey: str
-
-
-@dataclass(frozen=True)
-class _RemoteRouter:
-    url: str
 
 
 class RemoteNode:
@@ -40,8 +29,8 @@ class RemoteNode:
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")
         self.bus = EventBus()
-        self.router = _RemoteRouter(self.url)
-        self.identity = _RemoteIdentity("")
+        self.pubkey = ""  # learned from the node on start
+        self.router_url: str | None = self.url
         self._client: httpx.AsyncClient | None = None
         self._reader: asyncio.Task[None] | None = None
         self.last_error: str | None = None
@@ -54,7 +43,7 @@ class RemoteNode:
         """
         self._client = httpx.AsyncClient(base_url=self.url, timeout=httpx.Timeout(10, read=None))
         try:
-            self.identity = _RemoteIdentity((await self._client.get("/pubkey")).json()["pubkey"])
+            self.pubkey = (await self._client.get("/pubkey")).json()["pubkey"]
         except (httpx.HTTPError, ValueError, KeyError):
             await self._client.aclose()
             raise LobstahError(f"no Lobstah router answers at {self.url}") from None
@@ -67,19 +56,10 @@ class RemoteNode:
 
     async def snapshot(self, recent: int = 50) -> NodeSnapshot:
         assert self._client is not None
-        peers_body = (await self._client.get("/peers")).json()
+        peers = tuple(PeerView.from_wire(entry) for entry in (await self._client.get("/peers")).json())
         balance = Balance.model_validate((await self._client.get("/balance")).json())
-        peers = tuple(
-            PeerView(
-                p["pubkey"], p.get("label"), p["url"], p.get("source", "manual"), tuple(h.get("models") or ()),
-                h.get("tier"), h["state"], h.get("excludedUntil") or 0, h.get("consecutiveFailures", 0),
-                h.get("queueDepth"), h.get("inFlight", 0), h.get("ttfbMs"),
-            )
-            for p in peers_body
-            for h in [p.get("health", {"state": "healthy"})]
-        )
         detached = (False, "set on the headless node (lobstah-core serve --advertise / --sync)")
-        return NodeSnapshot(self.identity.pubkey, self.url, None, None, peers, None, balance, (), detached, detached)
+        return NodeSnapshot(self.pubkey, self.url, None, None, peers, None, balance, (), detached, detached)
 
     async def set_advertise(self, on: bool) -> None:
         raise SwitchRefused("attached to a headless node: flip advertising there (lobstah-core serve --advertise)")
@@ -94,11 +74,8 @@ class RemoteNode:
             if response.status_code != 200:
                 await response.aread()
                 raise LobstahError(response.json().get("error", {}).get("message", f"router answered {response.status_code}"))
-            async for line in response.aiter_lines():
-                if line.startswith("data: ") and line != "data: [DONE]":
-                    for choice in json.loads(line[6:]).get("choices", []):
-                        if choice.get("delta", {}).get("content"):
-                            yield choice["delta"]["content"]
+            async for text in chat_stream_text(response.aiter_lines()):
+                yield text
 
     async def _follow(self) -> None:
         assert self._client is not None

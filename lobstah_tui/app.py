@@ -28,6 +28,7 @@ from lobstah_core.errors import LobstahError, SwitchRefused, describe_os_error
 from lobstah_core.events import Event
 from lobstah_core.identity_file import load_or_create_identity
 from lobstah_core.node import Node
+from lobstah_core.node_view import NodeView
 from lobstah_core.remote import RemoteNode
 
 from .messages import GridEvent, SnapshotReady
@@ -57,7 +58,7 @@ class LobstahApp(App[None]):
 
     def __init__(
         self,
-        node: Node | RemoteNode,
+        node: NodeView,
         demo: DemoGrid | None = None,
         model: str = "demo-fast",
         clock_ms: Callable[[], int] = wall_clock_ms,
@@ -74,7 +75,7 @@ class LobstahApp(App[None]):
         self.warnings: list[str] = []
 
     def compose(self) -> ComposeResult:
-        yield Static(f"node {self.node.identity.pubkey}", id="identity")
+        yield Static(f"node {self.node.pubkey}", id="identity")
         with Horizontal(id="top"):
             with Vertical(id="main"):
                 yield PeersPanel()
@@ -102,9 +103,9 @@ class LobstahApp(App[None]):
                 self.startup_error += "; a node already running there can be watched with --attach URL"
             self.exit(return_code=1)
             return
-        router = self.node.router.url if self.node.router else "no router"
+        router = self.node.router_url or "no router"
         self.query_one("#identity", Static).update(Text.assemble(
-            "node ", (f"{self.node.identity.pubkey[:16]}…", "bold"), "  OpenAI endpoint ", (f"{router}/v1", "bold"),
+            "node ", (f"{self.node.pubkey[:16]}…", "bold"), "  OpenAI endpoint ", (f"{router}/v1", "bold"),
         ))
         for warning in self.warnings:
             self.notify(warning, severity="warning", timeout=30)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from textual.message import Message
 
 from lobstah_core.events import Event
-from lobstah_core.node import NodeSnapshot
+from lobstah_core.node_view import NodeSnapshot
 
 
 @dataclass

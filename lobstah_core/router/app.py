@@ -163,29 +163,7 @@ async def pubkey(request: web.Request) -> web.Response:
 
 async def peers(request: web.Request) -> web.Response:
     """The peer list, each entry with its live health (an extension JS clients ignore)."""
-    router = request.app[ROUTER]
-    now = router.clock_ms()
-    body = []
-    for peer in router.directory.active():
-        state = router.directory.health.of(peer.pubkey)
-        capacity = state.capacity
-        body.append({
-            **peer.model_dump(mode="json", by_alias=True, exclude_none=True),
-            "health": {
-                "state": "excluded" if state.excluded(now) else "healthy",
-                "consecutiveFailures": state.consecutive_failures,
-                "excludedUntil": state.excluded_until or None,
-                "lastError": state.last_error,
-                "inFlight": state.in_flight,
-                "ttfbMs": state.ttfb_ms,
-                "totalMs": state.total_ms,
-                "models": capacity.models if capacity else [],
-                "queueDepth": capacity.queue_depth if capacity else None,
-                "tier": capacity.tier if capacity else None,
-                "capacityError": state.capacity_error,
-            },
-        })
-    return web.json_response(body)
+    return web.json_response([view.to_wire() for view in request.app[ROUTER].directory.views()])
 
 
 async def balance(request: web.Request) -> web.Response:

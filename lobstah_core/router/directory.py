@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pydantic import ValidationError
 
 from ..events import CapacityChanged, EventBus
+from ..node_view import PeerView
 from ..protocol.model_names import lists_model
 from ..protocol.schemas import Capacity
 from ..tasks import cancel_and_wait
@@ -80,6 +81,23 @@ class PeerDirectory:
         """Peers to use now (discovered ones drop out when their announcement expires)."""
         now = self._clock_ms()
         return [peer for peer in self.peers.values() if not peer.expired(now)]
+
+    def views(self) -> list[PeerView]:
+        """The active peers with their health now, as the dashboard and ``GET /peers`` show them."""
+        now = self._clock_ms()
+        views = []
+        for peer in self.active():
+            state = self.health.of(peer.pubkey)
+            capacity = state.capacity
+            views.append(PeerView(
+                peer.pubkey, peer.label, peer.url, peer.source,
+                tuple(capacity.models) if capacity else (), capacity.tier if capacity else None,
+                "excluded" if state.excluded(now) else "healthy", state.excluded_until,
+                state.consecutive_failures, capacity.queue_depth if capacity else None,
+                state.in_flight, state.ttfb_ms, state.total_ms, state.last_error, state.capacity_error,
+                peer.expires_at,
+            ))
+        return views
 
     def capable(self, model: str) -> list[Peer]:
         """Active, non-excluded peers whose cached capacity lists ``model``."""

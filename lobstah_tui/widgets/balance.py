@@ -11,7 +11,7 @@ from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
 from lobstah_core.events import Event, ReceiptAccepted, ReceiptIssued
-from lobstah_core.node import NodeSnapshot
+from lobstah_core.node_view import NodeSnapshot
 
 #: Points kept for the plot (older ones scroll off).
 HISTORY = 300

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.widgets import DataTable
 
-from lobstah_core.node import NodeSnapshot, PeerView
+from lobstah_core.node_view import NodeSnapshot, PeerView
 
 # State first: it is what an operator scans for; the long URL comes last.
 COLUMNS = ("peer", "state", "fails", "queue", "in flight", "latency", "tier", "models", "pubkey", "url")

@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, Static, Switch
 
-from lobstah_core.node import NodeSnapshot
+from lobstah_core.node_view import NodeSnapshot
 
 
 class SwitchesPanel(Vertical):

@@ -9,28 +9,23 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lobstah_core.errors import SwitchRefused
 from lobstah_core.events import EventBus, event_from_json
-from lobstah_core.node import NodeSnapshot, PeerView
+from lobstah_core.node_view import NodeSnapshot, PeerView
 from lobstah_core.protocol.schemas import Balance
 
 
-@dataclass(frozen=True)
-class _Named:
-    pubkey: str = ""
-    url: str = ""
-
-
 class ReplayNode:
+    """A :class:`~lobstah_core.node_view.NodeView` that replays a recording."""
+
     def __init__(self, recording: Path) -> None:
         self.recording: dict[str, Any] = json.loads(recording.read_text(encoding="utf-8"))
         self.bus = EventBus()
-        self.identity = _Named(pubkey=self.recording["pubkey"])
-        self.router = _Named(url=self.recording["routerUrl"])
+        self.pubkey: str = self.recording["pubkey"]
+        self.router_url: str | None = self.recording["routerUrl"]
 
     async def start(self) -> None:
         self._replayed = False
@@ -54,7 +49,7 @@ class ReplayNode:
             balance = shot["balanceBefore"]
             asyncio.get_running_loop().call_later(0.3, self._replay)
         peers = tuple(PeerView(**{**p, "models": tuple(p["models"])}) for p in shot["peers"])
-        return NodeSnapshot(self.identity.pubkey, self.router.url, None, None, peers, None,
+        return NodeSnapshot(self.pubkey, self.router_url, None, None, peers, None,
                             Balance.model_validate(balance), (), tuple(shot["advertise"]), tuple(shot["sync"]))
 
     async def set_advertise(self, on: bool) -> None:
@@ -66,3 +61,4 @@ class ReplayNode:
     async def chat_stream(self, model: str, prompt: str) -> AsyncIterator[str]:
         for word in ("a", " recorded", " answer"):
             yield word
+

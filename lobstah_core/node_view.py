@@ -1,0 +1,153 @@
+"""What a dashboard sees of a node, written once: the :class:`NodeView` protocol that a local
+:class:`~lobstah_core.node.Node`, a :class:`~lobstah_core.remote.RemoteNode` and the tests'
+replay node all implement; the snapshot; one peer row with its one wire form (the router's
+``GET /peers``); and the one parser of a streamed chat answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .errors import LobstahError
+from .events import EventBus
+from .protocol.receipts import SignedReceipt
+from .protocol.schemas import Balance
+
+__all__ = ["NodeView", "NodeSnapshot", "PeerView", "chat_stream_text"]
+
+
+@dataclass(frozen=True)
+class PeerView:
+    """One peer as the router sees it: who, where, and its health.
+
+    Times are ms since the epoch; ``excluded_until`` is 0 when the peer was never excluded.
+    """
+
+    pubkey: str
+    label: str | None
+    url: str
+    #: ``manual`` (added by hand), ``tracker`` or ``nostr`` (discovered), ``self`` (this node).
+    source: str
+    models: tuple[str, ...]
+    tier: str | None
+    #: ``healthy`` or ``excluded``.
+    state: str
+    excluded_until: int
+    consecutive_failures: int
+    queue_depth: int | None
+    in_flight: int
+    #: Time to the first byte of the last answer, ms.
+    ttfb_ms: float | None
+    total_ms: float | None = None
+    last_error: str | None = None
+    capacity_error: str | None = None
+    #: For discovered peers: when their announcement expires.
+    expires_at: int | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The router's ``GET /peers`` item: the peers.json entry plus ``health`` ([ext])."""
+        entry: dict[str, Any] = {"pubkey": self.pubkey, "url": self.url, "source": self.source}
+        if self.label is not None:
+            entry["label"] = self.label
+        if self.expires_at is not None:
+            entry["expiresAt"] = self.expires_at
+        entry["health"] = {
+            "state": self.state, "consecutiveFailures": self.consecutive_failures,
+            "excludedUntil": self.excluded_until or None, "lastError": self.last_error,
+            "inFlight": self.in_flight, "ttfbMs": self.ttfb_ms, "totalMs": self.total_ms,
+            "models": list(self.models), "queueDepth": self.queue_depth, "tier": self.tier,
+            "capacityError": self.capacity_error,
+        }
+        return entry
+
+    @classmethod
+    def from_wire(cls, entry: dict[str, Any]) -> PeerView:
+        """Read a ``GET /peers`` item; a JS router's plain ``{pubkey,url,label?}`` reads as healthy.
+
+        Raises:
+            KeyError, TypeError: an item without ``pubkey`` or ``url``, or not an object.
+        """
+        health = entry.get("health") or {}
+        return cls(
+            entry["pubkey"], entry.get("label"), entry["url"], entry.get("source", "manual"),
+            tuple(health.get("models") or ()), health.get("tier"), health.get("state", "healthy"),
+            health.get("excludedUntil") or 0, health.get("consecutiveFailures", 0), health.get("queueDepth"),
+            health.get("inFlight", 0), health.get("ttfbMs"), health.get("totalMs"), health.get("lastError"),
+            health.get("capacityError"), entry.get("expiresAt"),
+        )
+
+
+@dataclass(frozen=True)
+class NodeSnapshot:
+    """The state of a node at one moment, for a dashboard to draw."""
+
+    pubkey: str
+    router_url: str | None
+    worker_url: str | None
+    tracker_url: str | None
+    peers: tuple[PeerView, ...]
+    worker_queue_depth: int | None
+    balance: Balance | None
+    recent: tuple[SignedReceipt, ...]
+    #: Each switch: (on, a line about its last result).
+    advertise: tuple[bool, str]
+    sync: tuple[bool, str]
+    #: Receipts refused so far, by reason.
+    rejected: dict[str, int] = field(default_factory=dict)
+
+
+class NodeView(Protocol):
+    """What the dashboard needs of a node, wherever it runs."""
+
+    #: Events as they happen (receipts, exclusions, capacity changes).
+    bus: EventBus
+
+    @property
+    def pubkey(self) -> str:
+        """The node's key (``lob1…``; known after ``start`` for a remote node)."""
+
+    @property
+    def router_url(self) -> str | None:
+        """Where its OpenAI endpoint listens, without ``/v1``."""
+
+    async def start(self) -> None:
+        """Start (or connect). Raises OSError or LobstahError when it cannot."""
+
+    async def stop(self) -> None:
+        """Stop what ``start`` started."""
+
+    async def snapshot(self, recent: int = 50) -> NodeSnapshot:
+        """The node's state now."""
+
+    async def set_advertise(self, on: bool) -> None:
+        """Flip the advertise switch. Raises SwitchRefused with what to configure."""
+
+    async def set_sync(self, on: bool) -> None:
+        """Flip the sync switch. Raises SwitchRefused with what to configure."""
+
+    def chat_stream(self, model: str, prompt: str) -> AsyncIterator[str]:
+        """Send a test prompt through the node's router; yields the answer's text as it streams."""
+        ...
+
+
+async def chat_stream_text(lines: AsyncIterable[bytes | str]) -> AsyncIterator[str]:
+    """The text of an OpenAI chat stream (SSE lines), piece by piece.
+
+    Raises:
+        LobstahError: the stream ends with an error event (a router that failed after
+            committing the stream sends ``data: {"error": {…}}`` then ``[DONE]``).
+    """
+    async for raw in lines:
+        line = (raw.decode() if isinstance(raw, bytes) else raw).strip()
+        if not line.startswith("data: ") or line == "data: [DONE]":
+            continue  # comments (keep-alive, receipts) and blank separators
+        chunk = json.loads(line[6:])
+        if "error" in chunk:
+            raise LobstahError(chunk["error"].get("message") or "the stream failed")
+        for choice in chunk.get("choices", []):
+            text = (choice.get("delta") or {}).get("content")
+            if text:
+                yield text
