@@ -35,6 +35,7 @@ __all__ = [
     "NoPeers",
     "NoCapablePeer",
     "AllPeersFailed",
+    "BadBatchInput",
 ]
 
 
@@ -213,3 +214,10 @@ class AllPeersFailed(LobstahError):
 
     type = "all_peers_failed"
     status = 502
+
+
+class BadBatchInput(RequestError):
+    """A batch input file with lines that cannot run; ``errors`` lists them by line number
+    (OpenAI's batch error objects ``{code, message, param, line}``)."""
+
+    type = "invalid_batch_input"
