@@ -123,17 +123,17 @@ class BatchStore:
         return None if row is None else self._with_counts(json.loads(row[0]))
 
     def batches(self, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
-        """Batches newest first, those after the batch ``after`` in that order; and whether
-        more follow."""
+        """Batches newest first (in the order they were made), those after the batch
+        ``after`` in that order; and whether more follow."""
         with self._lock:
             if after is None:
                 rows = self._db.execute(
-                    "SELECT object FROM batches ORDER BY created_at DESC, id DESC LIMIT ?", (limit + 1,)
+                    "SELECT object FROM batches ORDER BY rowid DESC LIMIT ?", (limit + 1,)
                 ).fetchall()
             else:
                 rows = self._db.execute(
-                    "SELECT object FROM batches WHERE (created_at, id) < "
-                    "(SELECT created_at, id FROM batches WHERE id = ?) ORDER BY created_at DESC, id DESC LIMIT ?",
+                    "SELECT object FROM batches WHERE rowid < (SELECT rowid FROM batches WHERE id = ?) "
+                    "ORDER BY rowid DESC LIMIT ?",
                     (after, limit + 1),
                 ).fetchall()
         found = [self._with_counts(json.loads(row[0])) for row in rows[:limit]]
@@ -144,7 +144,7 @@ class BatchStore:
         marks = ",".join("?" * len(ACTIVE_STATUSES))
         with self._lock:
             rows = self._db.execute(
-                f"SELECT id FROM batches WHERE json_extract(object, '$.status') IN ({marks}) ORDER BY created_at, id",
+                f"SELECT id FROM batches WHERE json_extract(object, '$.status') IN ({marks}) ORDER BY rowid",
                 ACTIVE_STATUSES,
             ).fetchall()
         return [row[0] for row in rows]
