@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from ..config import Settings
 from ..errors import LobstahError
-from . import identity, ledger, openclaw, peers, router, serve, tracker, worker
+from . import batch, identity, ledger, openclaw, peers, router, serve, tracker, worker
 
 __all__ = ["main", "build_parser"]
 
@@ -42,6 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="A node of the Lobstah peer-to-peer LLM inference grid.",
     )
     commands = parser.add_subparsers(metavar="COMMAND", required=True)
-    for group in (identity, serve, worker, router, tracker, peers, ledger, openclaw):
+    for group in (identity, serve, worker, router, tracker, peers, ledger, openclaw, batch):
         group.register(commands)
     return parser
