@@ -84,6 +84,8 @@ class BatchScheduler:
         #: Per peer: milliseconds until which its slots wait, and why (credit, busy).
         self._holds: dict[str, tuple[int, str]] = {}
         self._paused: dict[str, str | None] = {}
+        #: ``request_counts`` of each batch being worked on, kept up to date for the events.
+        self._counts: dict[str, dict[str, int]] = {}
         self._slots: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._supervisor: asyncio.Task[None] | None = None
 
@@ -106,6 +108,7 @@ class BatchScheduler:
         batch = await asyncio.to_thread(self.store.batch, batch_id)
         assert batch is not None
         status = batch["status"]
+        self._counts[batch_id] = dict(batch["request_counts"])
         if status == "validating":
             await self._set_status(batch_id, "in_progress", in_progress_at=self._now_s())
         if status in ("validating", "in_progress"):
@@ -213,10 +216,12 @@ class BatchScheduler:
     async def _settle(self, item: PendingItem, state: str, outcome: dict[str, Any], peer: str | None) -> bool:
         stored = await asyncio.to_thread(self.store.settle, item.batch_id, item.line, state, outcome, peer)
         self._failures.pop((item.batch_id, item.line), None)
-        if stored:
-            batch = await asyncio.to_thread(self.store.batch, item.batch_id)
-            counts = batch["request_counts"] if batch else {"completed": 0, "failed": 0, "total": 0}
-            self.bus.publish(BatchProgressed(self._clock_ms(), item.batch_id, counts["completed"], counts["failed"], counts["total"], peer))
+        counts = self._counts.get(item.batch_id)
+        if stored and counts is not None:
+            counts["completed" if state == "done" else "failed"] += 1
+            self.bus.publish(BatchProgressed(
+                self._clock_ms(), item.batch_id, counts["completed"], counts["failed"], counts["total"], peer
+            ))
         return stored
 
     # Peers
@@ -301,6 +306,7 @@ class BatchScheduler:
         self._lines.pop(batch_id, None)
         self._paused.pop(batch_id, None)
         self._out.pop(batch_id, None)
+        self._counts.pop(batch_id, None)
         await self._set_status(batch_id, "finalizing", finalizing_at=self._now_s(), lobstah_ending=ending, paused_reason=None)
         files = {}
         for state, key in (("done", "output_file_id"), ("error", "error_file_id")):
