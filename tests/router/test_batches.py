@@ -12,6 +12,8 @@ import pytest
 
 from lobstah_core.engines.demo import DemoEngine
 from lobstah_core.errors import EngineRejected
+from lobstah_core.events import BatchProgressed, BatchStatusChanged
+from lobstah_core.router.app import ROUTER
 from lobstah_core.protocol import Identity
 
 from ..conftest import StartWorker
@@ -60,6 +62,10 @@ async def grid(start_worker: StartWorker, start_router: StartRouter, router_home
 
 async def test_a_batch_completes_with_every_custom_id_once(grid: Any, router_home: Path) -> None:
     client = sdk(grid.url)
+    bus = grid.runner.app[ROUTER].bus
+    events: list[Any] = []
+    watching = asyncio.create_task(_collect(bus, events))
+    await asyncio.sleep(0)
     lines = [request_line(f"item-{n}") for n in range(40)]
     upload = await client.files.create(file=("in.jsonl", jsonl(lines)), purpose="batch")
     assert upload.purpose == "batch" and upload.bytes == len(jsonl(lines))
@@ -75,6 +81,17 @@ async def test_a_batch_completes_with_every_custom_id_once(grid: Any, router_hom
     receipts = await ledgered(router_home, 40)
     assert len(receipts) == 40
     assert {r.receipt.worker_pubkey for r in receipts} == {w.pubkey for w in WORKERS}
+    watching.cancel()
+    statuses = [e.status for e in events if isinstance(e, BatchStatusChanged) and e.batch_id == batch.id]
+    assert statuses == ["in_progress", "finalizing", "completed"]
+    progress = [e for e in events if isinstance(e, BatchProgressed)]
+    assert len(progress) == 40 and progress[-1].completed == 40 and progress[-1].total == 40
+
+
+async def _collect(bus: Any, into: list[Any]) -> None:
+    async with bus.subscribe() as queue:
+        while True:
+            into.append(await queue.get())
 
 
 class RefusingEngine(DemoEngine):
