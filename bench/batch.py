@@ -4,8 +4,8 @@
 
 Three demo workers (``--demo-tps`` 20, 40 and 80, no first-token delay, every reply
 ``--reply-tokens`` long, ``--concurrency`` engine calls each) and a router, each in its own
-process. First each worker's capacity is measured alone, in tokens per second: rounds of
-``concurrency`` signed requests straight to it, as many at once as it takes. Then two batches
+process. First each worker's capacity is measured alone, in tokens per second: ``concurrency``
+clients, each sending ``--rounds`` signed requests straight to it one after the other. Then two batches
 go through the router's Batch API:
 
 1. all three workers up: efficiency = ideal / makespan, where the ideal is the batch's tokens
@@ -58,11 +58,12 @@ async def capacity(session: aiohttp.ClientSession, url: str, router: Identity, c
             response.raise_for_status()
             return (await response.json())["usage"]["completion_tokens"]
 
+    async def client(index: int) -> int:
+        return sum([await one(index * rounds + n) for n in range(rounds)])
+
     await one(-1)  # warm the connection
     started = time.perf_counter()
-    tokens = 0
-    for round_ in range(rounds):
-        tokens += sum(await asyncio.gather(*(one(round_ * concurrency + i) for i in range(concurrency))))
+    tokens = sum(await asyncio.gather(*(client(i) for i in range(concurrency))))
     return tokens / (time.perf_counter() - started)
 
 
@@ -188,7 +189,7 @@ def main() -> int:
     parser.add_argument("--tps", type=float, nargs="+", default=[20.0, 40.0, 80.0])
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--reply-tokens", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=8, help="rounds of the capacity measurement (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=10, help="requests per client in the capacity measurement (default %(default)s)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lobstah-bench-batch-") as scratch:

@@ -4,7 +4,8 @@ Each peer gets as many *slots* as the concurrency it reports on ``/capacity`` (2
 not say); a slot takes the oldest pending request whose model the peer lists, sends it to that
 peer through the dispatch core (:meth:`Dispatcher.fetch` with ``peer=``, so the blame rules are
 the same as for a chat request) and takes the next one when the answer is in. Faster peers
-come back sooner and so take more: no speed estimate to get wrong.
+come back sooner and so take more. Only at the end of the line does speed count: a slower
+peer leaves the last requests to faster ones that would finish them all before it finished one.
 
 What an answer means for the request (WIRE.md "[ext] who is to blame"):
 
@@ -139,7 +140,7 @@ class BatchScheduler:
             if peer is None or index >= self._slots_for(pubkey):
                 return
             wait_ms = self._hold_ms(pubkey)
-            item = None if wait_ms else self._take(pubkey)
+            item = None if wait_ms or self._leave_to_faster(pubkey) else self._take(pubkey)
             if item is None:
                 await asyncio.sleep(min(max(wait_ms / 1000, _IDLE_S), 1.0))
                 continue
@@ -148,6 +149,22 @@ class BatchScheduler:
             finally:
                 self._out[item.batch_id].discard(item.line)
             await self._finish_if_done(item.batch_id)
+
+    def _leave_to_faster(self, pubkey: str) -> bool:
+        """Whether the requests left are better left to faster peers: they would finish all
+        of them before this peer finished one (each peer's time per request is its last
+        call's ``total_ms``). Without this, the batch's last requests can go to the slowest
+        peer and the batch waits for it alone."""
+        health = self.dispatcher.health
+        mine = health.of(pubkey).total_ms
+        if mine is None:
+            return False
+        per_ms = 0.0
+        for peer in self.dispatcher.directory.active():
+            theirs = health.of(peer.pubkey).total_ms
+            if theirs and theirs < mine and not self._hold_ms(peer.pubkey):
+                per_ms += self._slots_for(peer.pubkey) / theirs
+        return sum(len(line) for line in self._lines.values()) < mine * per_ms
 
     def _take(self, pubkey: str) -> PendingItem | None:
         """The oldest pending request whose model the peer lists (removed from its line)."""
