@@ -160,6 +160,7 @@ async def list_batches(request: web.Request) -> web.Response:
     if not 1 <= limit <= 100:
         raise RequestError("limit must be a whole number from 1 to 100")
     found, more = await asyncio.to_thread(request.app[CARGO].store.batches, request.query.get("after"), limit)
+    found = [_public(batch) for batch in found]
     return json_response({
         "object": "list", "data": found, "has_more": more,
         "first_id": found[0]["id"] if found else None, "last_id": found[-1]["id"] if found else None,
@@ -187,8 +188,12 @@ async def _batch(request: web.Request, batch_id: str) -> dict[str, Any]:
     batch = await asyncio.to_thread(request.app[CARGO].store.batch, batch_id)
     if batch is None:
         raise NotFound(f"no batch {batch_id!r} on this router")
-    batch.pop("lobstah_ending", None)
-    return batch
+    return _public(batch)
+
+
+def _public(batch: dict[str, Any]) -> dict[str, Any]:
+    """The batch object without the scheduler's own bookkeeping."""
+    return {key: value for key, value in batch.items() if key != "lobstah_ending"}
 
 
 def _batch_object(batch_id: str, spec: BatchRequest, now_s: int, window_s: int) -> dict[str, Any]:

@@ -189,15 +189,15 @@ class BatchScheduler:
             await self._settle(item, "error", _outcome(item, response=response), peer.pubkey)
         except AllPeersBusy as exc:
             self._hold(peer.pubkey, exc.retry_after * 1000, f"busy: {exc.message}")
-            self._put_back(item)
+            await self._put_back(item)
         except LobstahError as exc:
             statuses = {error.get("status") for error in exc.details.get("errors", [])}
             if 402 in statuses:
                 self._hold(peer.pubkey, int(CREDIT_HOLD_S * 1000), f"no credit: {exc.message}")
-                self._put_back(item)
+                await self._put_back(item)
             elif statuses & {401, 403, 404}:
                 self._hold(peer.pubkey, int(CREDIT_HOLD_S * 1000), exc.message)
-                self._put_back(item)
+                await self._put_back(item)
             else:
                 await self._failed(peer, item, exc.message)
         else:
@@ -222,13 +222,18 @@ class BatchScheduler:
             error = {"code": "all_peers_failed", "message": f"{MAX_ATTEMPTS} attempts failed; the last: {message}"}
             await self._settle(item, "error", _outcome(item, error=error), None)
         else:
-            self._put_back(item)
+            await self._put_back(item)
         await asyncio.sleep(_FAILURE_PAUSE_S)
 
-    def _put_back(self, item: PendingItem) -> None:
+    async def _put_back(self, item: PendingItem) -> None:
+        """Back to the front of its batch's line; or, when the batch was cancelled or expired
+        while the request was out, to the error file as the rest of the batch went."""
         line = self._lines.get(item.batch_id)
-        if line is not None:  # else the batch was cancelled or expired meanwhile
+        if line is not None:
             line.appendleft(item)
+        else:
+            error = _CANCELLED if self._ending.get(item.batch_id) == "cancelled" else _EXPIRED
+            await self._settle(item, "error", _outcome(item, error=error), None)
 
     async def _settle(self, item: PendingItem, state: str, outcome: dict[str, Any], peer: str | None) -> bool:
         stored = await asyncio.to_thread(self.store.settle, item.batch_id, item.line, state, outcome, peer)

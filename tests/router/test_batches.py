@@ -13,11 +13,16 @@ import pytest
 from lobstah_core.engines.demo import DemoEngine
 from lobstah_core.errors import EngineRejected
 from lobstah_core.events import BatchProgressed, BatchStatusChanged
+from lobstah_core.config import RouterSettings
+from lobstah_core.http import RunningServer
+from lobstah_core.router import create_app as create_router
 from lobstah_core.router.app import ROUTER
+from lobstah_core.router.memory import MemoryRequest, MemoryResponse, MemoryTransport
+from lobstah_core.router.peers import Peer, PeerStore
 from lobstah_core.protocol import Identity
 
 from ..conftest import StartWorker
-from .conftest import StartRouter, add_peer, ledgered
+from .conftest import ROUTER_ID, StartRouter, add_peer, ledgered
 
 WORKERS = [Identity.from_seed(bytes([n]) * 32) for n in (0xB1, 0xB2)]
 
@@ -220,3 +225,31 @@ async def test_credit_refusals_pause_the_batch_with_a_reason(
         await asyncio.sleep(0.1)
     assert state.status == "in_progress" and state.request_counts.completed == 1
     assert reason and "credit" in reason
+
+
+async def test_requests_failing_while_their_batch_is_cancelled_still_end_in_the_error_file(router_home: Path) -> None:
+    peer = Identity.from_seed(b"F" * 32)
+
+    async def failing_slowly(request: MemoryRequest) -> MemoryResponse:
+        if request.method == "GET":
+            capacity = {"pubkey": peer.pubkey, "models": ["demo-fast"], "queueDepth": 0, "concurrency": 2}
+            return MemoryResponse(200, json.dumps(capacity).encode())
+        await asyncio.sleep(0.5)
+        return MemoryResponse(500, b'{"error":{"type":"engine_error","message":"engine crashed"}}')
+
+    PeerStore(router_home / "peers.json").add(Peer(pubkey=peer.pubkey, url="http://failing.test"))
+    transport = MemoryTransport({"http://failing.test": failing_slowly})
+    app = create_router(RouterSettings(port=0), ROUTER_ID, router_home, transport=transport)
+    server = await RunningServer(app, "127.0.0.1", 0, "router").start()
+    try:
+        client = sdk(server.url)
+        upload = await client.files.create(file=("in.jsonl", jsonl([request_line(f"r{n}") for n in range(4)])), purpose="batch")
+        batch = await client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+        await asyncio.sleep(0.2)  # two requests are out at the failing peer
+        await client.batches.cancel(batch.id)
+        done = await wait_for(client, batch.id, ("cancelled",), timeout=20)
+        assert done.status == "cancelled"
+        assert (done.request_counts.total, done.request_counts.completed, done.request_counts.failed) == (4, 0, 4)
+        assert sorted(line["custom_id"] for line in await results(client, done.error_file_id)) == ["r0", "r1", "r2", "r3"]
+    finally:
+        await server.stop()
