@@ -39,6 +39,7 @@ __all__ = [
     "ConfigError",
     "SwitchRefused",
     "describe_os_error",
+    "BadBatchInput",
 ]
 
 
@@ -260,3 +261,10 @@ def describe_os_error(exc: OSError) -> str:
     if isinstance(exc, PermissionError):
         return f"cannot write {where}: permission denied (a read-only home? set LOBSTAH_HOME)"
     return f"cannot use {where}: {exc.strerror or exc}"
+
+
+class BadBatchInput(RequestError):
+    """A batch input file with lines that cannot run; ``errors`` lists them by line number
+    (OpenAI's batch error objects ``{code, message, param, line}``)."""
+
+    type = "invalid_batch_input"

@@ -24,6 +24,8 @@ __all__ = [
     "PeerExcluded",
     "PeerReadmitted",
     "CapacityChanged",
+    "BatchStatusChanged",
+    "BatchProgressed",
     "EventBus",
     "event_to_json",
     "event_from_json",
@@ -121,6 +123,29 @@ class CapacityChanged(Event):
     tier: str
 
 
+@dataclass(frozen=True)
+class BatchStatusChanged(Event):
+    """A batch of the Batch API moved to ``status`` (OpenAI's lifecycle); ``reason`` says why
+    it waits when it is paused (credit used up, no peer for its model), else ``None``."""
+
+    kind: ClassVar[str] = "batch.status"
+    batch_id: str
+    status: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchProgressed(Event):
+    """One request of a batch got its outcome (``peer`` answered it, or ``None``)."""
+
+    kind: ClassVar[str] = "batch.progress"
+    batch_id: str
+    completed: int
+    failed: int
+    total: int
+    peer: str | None
+
+
 def event_to_json(event: Event) -> dict[str, Any]:
     """The JSON form of an event: ``{"kind": ..., field: value, ...}``."""
     return {"kind": event.kind, **dataclasses.asdict(event)}
@@ -128,8 +153,10 @@ def event_to_json(event: Event) -> dict[str, Any]:
 
 _KINDS: dict[str, type[Event]] = {
     cls.kind: cls
-    for cls in (ReceiptAccepted, ReceiptIssued, ReceiptRejected, ReceiptsRecovered, PeerFailed, PeerExcluded,
-                PeerReadmitted, CapacityChanged)
+    for cls in (
+        ReceiptAccepted, ReceiptIssued, ReceiptRejected, ReceiptsRecovered, PeerFailed, PeerExcluded,
+        PeerReadmitted, CapacityChanged, BatchStatusChanged, BatchProgressed,
+    )
 }
 
 

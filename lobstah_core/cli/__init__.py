@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from ..config import Settings
 from ..errors import LobstahError, describe_os_error
-from . import identity, ledger, openclaw, peers, router, serve, tracker, worker
+from . import batch, identity, ledger, openclaw, peers, router, serve, tracker, worker
 from .common import first_line
 
 __all__ = ["main", "build_parser"]
@@ -56,6 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="A node of the Lobstah peer-to-peer LLM inference grid.",
     )
     commands = parser.add_subparsers(metavar="COMMAND", required=True)
-    for group in (identity, serve, worker, router, tracker, peers, ledger, openclaw):
+    for group in (identity, serve, worker, router, tracker, peers, ledger, openclaw, batch):
         group.register(commands)
     return parser

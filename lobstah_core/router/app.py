@@ -134,6 +134,9 @@ def create_app(
     app.router.add_post("/v1/jobs", create_job)
     app.router.add_get("/v1/jobs/{job_id}", get_job)
     app.router.add_delete("/v1/jobs/{job_id}", cancel_job)
+    from .batch_api import install_batches  # it reads this module's ROUTER
+
+    install_batches(app, home)
     return app
 
 

@@ -158,12 +158,15 @@ class _Attempts:
     """What each peer tried for one request said, and how to give up."""
 
     def __init__(self) -> None:
-        self.errors: list[dict[str, str]] = []
+        self.errors: list[dict[str, Any]] = []
         self.busy_hints: list[int] = []
         self.failures = 0
 
-    def add(self, peer: Peer, message: str) -> None:
-        self.errors.append({"peer": peer.name, "pubkey": peer.pubkey, "message": message})
+    def add(self, peer: Peer, message: str, status: int | None = None) -> None:
+        error: dict[str, Any] = {"peer": peer.name, "pubkey": peer.pubkey, "message": message}
+        if status is not None:
+            error["status"] = status
+        self.errors.append(error)
 
     def give_up(self) -> LobstahError:
         if self.busy_hints and len(self.busy_hints) == len(self.errors):
@@ -234,14 +237,18 @@ class Dispatcher:
             )
         return rank(healthy, self.health.peers, tier, next(self._rotation))
 
-    async def fetch(self, call: Call) -> Answer:
+    async def fetch(self, call: Call, *, peer: Peer | None = None) -> Answer:
         """The first whole 2xx answer to ``call``, failing over as the blame rules say.
+
+        Args:
+            peer: ask only this peer (the batch scheduler places each item itself); what it
+                says is judged by the same rules, so it is one candidate, not a bypass.
 
         Raises:
             PeerRefused, AllPeersBusy, AllPeersFailed, and what :meth:`candidates` raises.
         """
         attempts = _Attempts()
-        async with aclosing(self._replies(call, attempts)) as replies:
+        async with aclosing(self._replies(call, attempts, peer)) as replies:
             async for peer, reply, started in replies:
                 try:
                     body = await reply.read()
@@ -279,10 +286,13 @@ class Dispatcher:
                 return
         raise attempts.give_up()
 
-    async def _replies(self, call: Call, attempts: _Attempts) -> AsyncIterator[tuple[Peer, PeerReply, float]]:
-        """Each candidate's 2xx reply in turn, with the time its request started; every
-        attempt counted in flight until the consumer asks for the next one or stops."""
-        for peer in self.candidates(call.model, call.tier):
+    async def _replies(
+        self, call: Call, attempts: _Attempts, only: Peer | None = None
+    ) -> AsyncIterator[tuple[Peer, PeerReply, float]]:
+        """Each candidate's 2xx reply in turn (``only``'s, when given), with the time its
+        request started; every attempt counted in flight until the consumer asks for the next
+        one or stops."""
+        for peer in [only] if only is not None else self.candidates(call.model, call.tier):
             with self.health.attempt(peer.pubkey):
                 started = time.perf_counter()
                 reply = await self._send(call, peer, attempts)
@@ -324,7 +334,7 @@ class Dispatcher:
             attempts.add(peer, f"busy: {message}")
             attempts.busy_hints.append(retry_after or 1)
         elif status in _NOT_HERE:
-            attempts.add(peer, message)
+            attempts.add(peer, message, status)
         elif status >= 500 or status == 408 or status < 400:
             self._failed(peer, message, attempts)
         else:

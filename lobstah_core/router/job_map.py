@@ -7,11 +7,12 @@ job's receipt has been accepted, so it is taken once, on the first ``done`` poll
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..sqlite_file import open_database
 
 __all__ = ["JobMap", "MappedJob"]
 
@@ -39,12 +40,8 @@ class JobMap:
     """Router job id → (peer, worker job id)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA busy_timeout = 30000")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(path, _SCHEMA)
 
     def close(self) -> None:
         with self._lock:
