@@ -21,7 +21,7 @@ from ..errors import ModelNotFound
 from ..http import MAX_BODY, error_middleware, install_cors, json_response, parse_body, read_body
 from ..ledger import Ledger
 from ..protocol.identity import Identity
-from ..protocol.schemas import ChatCompletionRequest, JobRequest, ModelCard, ModelList
+from ..protocol.schemas import ChatCompletionRequest, EmbeddingRequest, JobRequest, ModelCard, ModelList
 from ..protocol.url_safety import UrlPolicy
 from ..tasks import cancel_and_wait
 from .directory import PeerDirectory
@@ -39,6 +39,7 @@ __all__ = ["create_app", "Router", "ROUTER"]
 #: How fresh a peer's capacity must be for /v1/models (WIRE.md: cached 30 s).
 MODELS_MAX_AGE_MS = 30_000
 CHAT_PATH = "/v1/chat/completions"
+EMBEDDINGS_PATH = "/v1/embeddings"
 #: A comment on /events this often keeps proxies from closing an idle stream.
 HEARTBEAT_S = 15.0
 
@@ -117,6 +118,7 @@ def create_app(
     app.router.add_get("/v1/models", models)
     app.router.add_get("/v1/models/{model_id:.+}", model)
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post(EMBEDDINGS_PATH, embeddings)
     app.router.add_post("/v1/jobs", create_job)
     app.router.add_get("/v1/jobs/{job_id}", get_job)
     app.router.add_delete("/v1/jobs/{job_id}", cancel_job)
@@ -235,6 +237,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         call = Call(CHAT_PATH, raw, chat.model, "interactive")
         return await relay_stream(request, router.dispatcher, router.desk, call)
     return await relay_plain(router.dispatcher, router.desk, Call(CHAT_PATH, raw, chat.model))
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    """``POST /v1/embeddings``: the client's body to a peer unchanged, through the dispatch
+    core (failover, blame), the receipt to the desk."""
+    router = request.app[ROUTER]
+    raw = await read_body(request)
+    embedding = parse_body(raw, EmbeddingRequest)
+    return await relay_plain(router.dispatcher, router.desk, Call(EMBEDDINGS_PATH, raw, embedding.model))
 
 
 async def create_job(request: web.Request) -> web.Response:

@@ -19,19 +19,21 @@ from ..ledger import Ledger
 from ..protocol.identity import Identity
 from ..protocol.schemas import (
     ChatCompletionRequest,
+    EmbeddingRequest,
     JobAccepted,
     JobRequest,
     ModelCard,
     ModelList,
 )
 from .chat import plain_completion, streamed_completion
+from .embeddings import embed
 from .job_store import JobStore
 from .jobs import JobRunner
 from .service import WorkerService
 
 __all__ = ["create_app", "SERVICE", "JOBS"]
 
-C = TypeVar("C", bound=ChatCompletionRequest)
+C = TypeVar("C", bound=ChatCompletionRequest | EmbeddingRequest)
 SERVICE = web.AppKey("service", WorkerService)
 JOBS = web.AppKey("jobs", JobRunner)
 
@@ -75,6 +77,7 @@ def create_app(
     app.router.add_get("/v1/models", models)
     app.router.add_get("/v1/models/{model_id:.+}", model)
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/v1/jobs", create_job)
     app.router.add_get("/v1/jobs/{job_id}", get_job)
     app.router.add_delete("/v1/jobs/{job_id}", cancel_job)
@@ -123,6 +126,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     return await plain_completion(service, request, chat, requester)
 
 
+async def embeddings(request: web.Request) -> web.Response:
+    """``POST /v1/embeddings`` (worker/embeddings.py)."""
+    body, requester = await _admit(request, EmbeddingRequest)
+    return await embed(request.app[SERVICE], request, body, requester)
+
+
 async def create_job(request: web.Request) -> web.Response:
     service, jobs = request.app[SERVICE], request.app[JOBS]
     job, requester = await _admit(request, JobRequest)
@@ -164,9 +173,10 @@ async def _admit(request: web.Request, schema: type[C]) -> tuple[C, str]:
     raw = await read_body(request)
     requester = service.authenticate(request.headers, request.method, request.path, raw)
     body = parse_body(raw, schema)
-    if body.n is not None and body.n > 1 and not getattr(service.engine, "serves_n", False):
+    n = getattr(body, "n", None)
+    if n is not None and n > 1 and not getattr(service.engine, "serves_n", False):
         raise RequestError(
-            f"n={body.n}: this worker's engine ({service.engine.name}) gives one choice per "
+            f"n={n}: this worker's engine ({service.engine.name}) gives one choice per "
             "request; send n separate requests", param="n"
         )
     await service.require_model(body.model)
