@@ -7,7 +7,6 @@ import hmac
 import json
 import os
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from ..errors import ModelNotFound
 from ..http import MAX_BODY, error_middleware, install_cors, json_response, parse_body, read_body
 from ..ledger import Ledger
 from ..protocol.identity import Identity
-from ..protocol.schemas import ChatCompletionRequest, EmbeddingRequest, JobRequest, ModelCard, ModelList
+from ..protocol.schemas import ChatCompletionRequest, EmbeddingRequest, JobRequest, ModelList
 from ..protocol.url_safety import UrlPolicy
 from ..tasks import cancel_and_wait
 from .directory import PeerDirectory
@@ -32,34 +31,14 @@ from .peers import PeerStore
 from .dispatch import Call, Dispatcher
 from .receipts import ReceiptDesk
 from .relay import relay_plain, relay_stream
+from .ollama_api import add_ollama_routes, ollama_errors
+from .state import CHAT_PATH, EMBEDDINGS_PATH, ROUTER, Router, model_cards
 from .transport import AiohttpTransport, PeerTransport
 
 __all__ = ["create_app", "Router", "ROUTER"]
 
-#: How fresh a peer's capacity must be for /v1/models (WIRE.md: cached 30 s).
-MODELS_MAX_AGE_MS = 30_000
-CHAT_PATH = "/v1/chat/completions"
-EMBEDDINGS_PATH = "/v1/embeddings"
 #: A comment on /events this often keeps proxies from closing an idle stream.
 HEARTBEAT_S = 15.0
-
-
-@dataclass
-class Router:
-    """Everything the router's handlers share."""
-
-    identity: Identity
-    settings: RouterSettings
-    bus: EventBus
-    ledger: Ledger
-    directory: PeerDirectory
-    desk: ReceiptDesk
-    dispatcher: Dispatcher
-    jobs: RouterJobs
-    clock_ms: Callable[[], int]
-
-
-ROUTER = web.AppKey("router", Router)
 
 
 def create_app(
@@ -77,7 +56,7 @@ def create_app(
     """
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[error_middleware, *_api_key_middlewares(settings.api_key)],
+        middlewares=[error_middleware, ollama_errors, *_api_key_middlewares(settings.api_key)],
     )
     app[MAX_BODY] = settings.max_body_bytes
     install_cors(app, settings.all_cors_origins())
@@ -122,6 +101,7 @@ def create_app(
     app.router.add_post("/v1/jobs", create_job)
     app.router.add_get("/v1/jobs/{job_id}", get_job)
     app.router.add_delete("/v1/jobs/{job_id}", cancel_job)
+    add_ollama_routes(app)
     return app
 
 
@@ -199,30 +179,16 @@ async def events_stream(request: web.Request) -> web.StreamResponse:
             await response.write(f"event: {event.kind}\ndata: {payload}\n\n".encode())
 
 
-async def _model_cards(router: Router) -> dict[str, ModelCard]:
-    """The union of every peer's models by id; ``created`` is when a peer first listed it."""
-    directory = router.directory
-    await directory.refresh(older_than_ms=MODELS_MAX_AGE_MS)
-    cards: dict[str, ModelCard] = {}
-    for peer in directory.active():
-        state = directory.health.of(peer.pubkey)
-        capacity = state.capacity
-        for name in capacity.models if capacity else []:
-            created = (state.capacity_at or router.clock_ms()) // 1000
-            cards.setdefault(name, ModelCard(id=name, created=created, owned_by=f"lobstah:{peer.name}"))
-    return cards
-
-
 async def models(request: web.Request) -> web.Response:
     """``GET /v1/models``: every peer's models, deduplicated by id (OpenAI's Model objects)."""
-    cards = await _model_cards(request.app[ROUTER])
+    cards = await model_cards(request.app[ROUTER])
     return json_response(ModelList(data=list(cards.values())))
 
 
 async def model(request: web.Request) -> web.Response:
     """``GET /v1/models/{id}`` (ids may hold ``/`` and ``:``); 404 ``model_not_found``."""
     model_id = request.match_info["model_id"]
-    card = (await _model_cards(request.app[ROUTER])).get(model_id)
+    card = (await model_cards(request.app[ROUTER])).get(model_id)
     if card is None:
         raise ModelNotFound(f"no peer of this grid serves model {model_id!r}", model=model_id)
     return json_response(card)

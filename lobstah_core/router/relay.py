@@ -12,25 +12,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from ..http import open_event_stream
 from ..protocol.receipts import RECEIPT_COMMENT, RECEIPT_HEADER
-from .dispatch import Call, Dispatcher, PeerFailedMidStream
+from ..protocol.sse import SseDecoder
+from .dispatch import Answer, Call, Dispatcher, PeerFailedMidStream, Stream
 from .receipts import ReceiptDesk
 
-__all__ = ["relay_plain", "relay_stream", "SseRelay", "KEEPALIVE_S"]
+__all__ = ["relay_plain", "relay_stream", "relay_events", "EventSink", "fetch_with_receipt", "SseRelay", "KEEPALIVE_S"]
 
 #: Seconds between keep-alive comments while the first event is pending.
 KEEPALIVE_S = 5.0
 
 
-async def relay_plain(dispatcher: Dispatcher, desk: ReceiptDesk, call: Call) -> web.Response:
+async def fetch_with_receipt(dispatcher: Dispatcher, desk: ReceiptDesk, call: Call) -> Answer:
     """The first peer's whole answer to ``call``; its receipt goes to ``desk`` meanwhile."""
     answer = await dispatcher.fetch(call)
     # The client's answer does not wait for the receipt's verification and ledger write.
     desk.accept_later(answer.headers.get(RECEIPT_HEADER), answer.peer.pubkey)
+    return answer
+
+
+async def relay_plain(dispatcher: Dispatcher, desk: ReceiptDesk, call: Call) -> web.Response:
+    """The first peer's whole answer to ``call`` as it came; its receipt goes to ``desk``."""
+    answer = await fetch_with_receipt(dispatcher, desk, call)
     return web.Response(body=answer.body, status=answer.status, content_type="application/json")
 
 
@@ -52,13 +61,77 @@ async def relay_stream(
                 await response.write(rest)
         finally:
             await beat.stop()
-        if not relay.seen_event:
-            dispatcher.health.failed(stream.peer.pubkey, "ended its answer before any event")
-            raise PeerFailedMidStream(f"peer {stream.peer.name} failed mid-stream: it ended its answer before any event")
+        _require_an_event(dispatcher, stream, relay)
         peer = stream.peer
     await response.write_eof()
     desk.accept_later(relay.receipt, peer.pubkey)
     return response
+
+
+class EventSink(Protocol):
+    """Another wire format for a relayed stream (the Ollama API's NDJSON, say)."""
+
+    #: The client's ``Content-Type``.
+    content_type: str
+
+    def feed(self, event: dict[str, Any]) -> bytes:
+        """The bytes one of the peer's OpenAI events (a JSON object) becomes (maybe none)."""
+        ...
+
+    def finish(self) -> bytes:
+        """The bytes that end the stream once the peer's has ended."""
+        ...
+
+    def failure(self, body: dict[str, Any]) -> bytes:
+        """The bytes that end the stream with the grid's error ``body`` (after the commit)."""
+        ...
+
+
+async def relay_events(
+    request: web.Request, dispatcher: Dispatcher, desk: ReceiptDesk, call: Call, sink: EventSink
+) -> web.StreamResponse:
+    """Stream the first peer's answer to ``call`` to the client in ``sink``'s format: each
+    SSE event's JSON object goes through ``sink``, the receipt to ``desk``. No keep-alive
+    comments: formats such as NDJSON have no place for them."""
+    async with dispatcher.stream(call) as stream:
+        response = await open_event_stream(request, sink.content_type, failure=sink.failure)
+        relay, decoder = SseRelay(), SseDecoder()
+        async for chunk in stream.chunks():
+            await _write_events(response, sink, decoder.feed(relay.feed(chunk)))
+        await _write_events(response, sink, decoder.feed(relay.finish() + b"\n\n"))
+        _require_an_event(dispatcher, stream, relay)
+        await response.write(sink.finish())
+        peer = stream.peer
+    await response.write_eof()
+    desk.accept_later(relay.receipt, peer.pubkey)
+    return response
+
+
+async def _write_events(response: web.StreamResponse, sink: EventSink, events: list[str]) -> None:
+    out = b"".join(sink.feed(_json_object(data)) for data in events if data != "[DONE]")
+    if out:
+        await response.write(out)
+
+
+def _json_object(data: str) -> dict[str, Any]:
+    try:
+        event = json.loads(data)
+    except ValueError:
+        event = None
+    if not isinstance(event, dict):
+        raise PeerFailedMidStream(f"the peer sent an event that is not a JSON object: {data[:80]!r}")
+    return event
+
+
+def _require_an_event(dispatcher: Dispatcher, stream: Stream, relay: SseRelay) -> None:
+    """A peer that ended a committed stream before any event failed (counted in its health).
+
+    Raises:
+        PeerFailedMidStream: it did.
+    """
+    if not relay.seen_event:
+        dispatcher.health.failed(stream.peer.pubkey, "ended its answer before any event")
+        raise PeerFailedMidStream(f"peer {stream.peer.name} failed mid-stream: it ended its answer before any event")
 
 
 class _Heartbeat:
