@@ -19,6 +19,7 @@ from ..events import EventBus, event_to_json
 from ..errors import ModelNotFound
 from ..http import MAX_BODY, error_middleware, install_cors, json_response, parse_body, read_body
 from ..ledger import Ledger
+from ..metrics import follow_events, metrics_response
 from ..protocol.identity import Identity
 from ..protocol.schemas import ChatCompletionRequest, EmbeddingRequest, JobRequest, ModelList
 from ..protocol.url_safety import UrlPolicy
@@ -27,6 +28,7 @@ from .directory import PeerDirectory
 from .health import HealthBook
 from .job_map import JobMap
 from .jobs import RouterJobs
+from .metrics import RouterMetrics
 from .peers import PeerStore
 from .dispatch import Call, Dispatcher
 from .receipts import ReceiptDesk
@@ -62,6 +64,13 @@ def create_app(
     install_cors(app, settings.all_cors_origins())
     events = bus or EventBus()
 
+    metrics = RouterMetrics()
+
+    async def counting(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(follow_events(events, metrics.record))
+        yield
+        await cancel_and_wait(task)
+
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         peer_transport = transport or AiohttpTransport(settings.timeouts())
         ledger = Ledger(home / "ledger.sqlite3")
@@ -73,12 +82,14 @@ def create_app(
         directory.reload()
         await directory.refresh()
         desk = ReceiptDesk(identity.pubkey, ledger, events, clock_ms)
+        metrics.directory = directory
         dispatcher = Dispatcher(
-            identity, directory, peer_transport, clock_ms, settings.timeouts(), UrlPolicy.from_env(os.environ)
+            identity, directory, peer_transport, clock_ms, settings.timeouts(), UrlPolicy.from_env(os.environ),
+            on_call=metrics.observe_call,
         )
         job_map = JobMap(home / "router-jobs.sqlite3")
         jobs = RouterJobs(identity, dispatcher, peer_transport, desk, job_map, clock_ms)
-        app[ROUTER] = Router(identity, settings, events, ledger, directory, desk, dispatcher, jobs, clock_ms)
+        app[ROUTER] = Router(identity, settings, events, ledger, directory, desk, dispatcher, jobs, clock_ms, metrics)
         background = asyncio.create_task(directory.run())
         yield
         await cancel_and_wait(background)
@@ -88,12 +99,14 @@ def create_app(
         job_map.close()
         ledger.close()
 
+    app.cleanup_ctx.append(counting)
     app.cleanup_ctx.append(lifecycle)
     app.router.add_get("/", index)
     app.router.add_get("/pubkey", pubkey)
     app.router.add_get("/peers", peers)
     app.router.add_get("/balance", balance)
     app.router.add_get("/events", events_stream)
+    app.router.add_get("/metrics", metrics_text)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/v1/models/{model_id:.+}", model)
     app.router.add_post("/v1/chat/completions", chat_completions)
@@ -160,6 +173,14 @@ async def balance(request: web.Request) -> web.Response:
     router = request.app[ROUTER]
     summary = await asyncio.to_thread(router.ledger.summary, router.identity.pubkey)
     return json_response(summary)
+
+
+async def metrics_text(request: web.Request) -> web.Response:
+    """``GET /metrics``: Prometheus's text format (router/metrics.py lists the metrics)."""
+    router = request.app[ROUTER]
+    balance = await asyncio.to_thread(router.ledger.balance, router.identity.pubkey)
+    router.metrics.read_state(router.directory, router.clock_ms(), balance)
+    return metrics_response(router.metrics.registry)
 
 
 async def events_stream(request: web.Request) -> web.StreamResponse:

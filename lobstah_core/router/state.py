@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -16,6 +16,7 @@ from ..protocol.schemas import ModelCard
 from .directory import PeerDirectory
 from .dispatch import Dispatcher
 from .jobs import RouterJobs
+from .metrics import RouterMetrics
 from .receipts import ReceiptDesk
 
 __all__ = ["Router", "ROUTER", "MODELS_MAX_AGE_MS", "CHAT_PATH", "EMBEDDINGS_PATH", "model_cards", "embedding_models"]
@@ -41,6 +42,7 @@ class Router:
     dispatcher: Dispatcher
     jobs: RouterJobs
     clock_ms: Callable[[], int]
+    metrics: RouterMetrics = field(default_factory=RouterMetrics)
 
 
 ROUTER = web.AppKey("router", Router)
