@@ -189,11 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-worker", action="store_true", help="only borrow: run the router alone")
     parser.add_argument("--attach", metavar="URL", help="watch a headless node (lobstah-core serve) via its router URL")
     parser.add_argument("--model", help="model for the prompt box (default: demo-fast with demo engines)")
+    parser.add_argument("--api-key", help="with --attach: the router's --api-key, if it has one")
     args = parser.parse_args(argv)
     try:
         if args.attach:
             check_router(args.attach)
-            LobstahApp(RemoteNode(args.attach), model=args.model or "demo-fast").run()
+            LobstahApp(RemoteNode(args.attach, api_key=args.api_key), model=args.model or "demo-fast").run()
             return 0
         if args.demo:
             with tempfile.TemporaryDirectory(prefix="lobstah-tui-demo-") as scratch:

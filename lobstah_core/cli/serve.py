@@ -45,13 +45,14 @@ def register(commands: Any) -> None:
     serve.add_argument("--seconds", type=float, help="stop after this long (default: until SIGINT/SIGTERM)")
     serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                        help="let browser pages from ORIGIN call the router (repeatable; loopback pages always may)")
+    serve.add_argument("--api-key", help="require this key on every route of the router but / and /pubkey (default: any key)")
     add_timeout_flags(serve, "peers (the router's)")
 
 
 def _router_settings(args: argparse.Namespace) -> RouterSettings:
     timeouts = timeouts_from(args)
     return RouterSettings(
-        port=args.router_port, cors_origins=args.cors_origin,
+        port=args.router_port, cors_origins=args.cors_origin, api_key=args.api_key,
         connect_timeout=timeouts.connect_s, first_byte_timeout=timeouts.first_byte_s,
         idle_timeout=timeouts.idle_s, total_timeout=timeouts.total_s,
     )

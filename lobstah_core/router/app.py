@@ -118,14 +118,20 @@ def create_app(
     return app
 
 
+#: What anyone may ask a router that has an API key: that it is one, and its public key.
+OPEN_PATHS = frozenset({"/", "/pubkey"})
+
+
 def _api_key_middlewares(api_key: str | None) -> list[Any]:
-    """The middleware that demands ``api_key`` on ``/v1/``; none when any key is accepted."""
+    """The middleware that demands ``api_key`` on every route but :data:`OPEN_PATHS`; none
+    when any key is accepted. CORS preflights are answered before it (browsers send them
+    without credentials)."""
     if api_key is None:
         return []
 
     @web.middleware
     async def check_api_key(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path.startswith("/v1/"):
+        if request.path not in OPEN_PATHS:
             given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             if not hmac.compare_digest(given.encode(), api_key.encode()):
                 raise Unauthorized("this router needs an API key: Authorization: Bearer <key>")
