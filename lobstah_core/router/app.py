@@ -30,6 +30,7 @@ from .job_map import JobMap
 from .jobs import RouterJobs
 from .metrics import RouterMetrics
 from .peers import PeerStore
+from .dashboard import dashboard, ledger
 from .dispatch import Call, Dispatcher
 from .receipts import ReceiptDesk
 from .relay import relay_plain, relay_stream
@@ -107,6 +108,8 @@ def create_app(
     app.router.add_get("/balance", balance)
     app.router.add_get("/events", events_stream)
     app.router.add_get("/metrics", metrics_text)
+    app.router.add_get("/ledger", ledger)
+    app.router.add_get("/dashboard", dashboard)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/v1/models/{model_id:.+}", model)
     app.router.add_post("/v1/chat/completions", chat_completions)
