@@ -49,6 +49,7 @@ __all__ = [
     "open_event_stream",
     "sse_error_event",
     "IDLE_CONNECTION_S",
+    "ERROR_SHAPE",
 ]
 
 log = logging.getLogger("lobstah")
@@ -64,6 +65,10 @@ _HTTP_TYPES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_la
 IDLE_CONNECTION_S = 20.0
 #: How a committed stream reports an error: bytes to write, then the stream ends.
 _OPEN_STREAM = web.RequestKey("open_stream", tuple)
+#: How a request's error bodies are shaped when not as ``{"error": {"type", "message"}}``: a
+#: function of that body (the Ollama API's routes answer ``{"error": "<message>"}``). A
+#: middleware sets it before the handler runs; a committed stream uses its ``failure`` instead.
+ERROR_SHAPE = web.RequestKey("error_shape", object)
 
 
 def sse_error_event(body: dict[str, Any]) -> bytes:
@@ -95,9 +100,11 @@ async def _end_stream(request: web.Request, body: dict[str, Any]) -> web.StreamR
     return response
 
 
-def error_response(error: LobstahError) -> web.Response:
-    """The JSON error response of ``error``, with ``Retry-After`` where it applies."""
-    response = web.json_response(error.to_body(), status=error.status)
+def error_response(error: LobstahError, shape: Callable[[dict[str, Any]], Any] | None = None) -> web.Response:
+    """The JSON error response of ``error`` (its body passed through ``shape`` if given), with
+    ``Retry-After`` where it applies."""
+    body = error.to_body()
+    response = web.json_response(shape(body) if shape else body, status=error.status)
     retry_after = getattr(error, "retry_after", None)
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
@@ -113,7 +120,7 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         if _OPEN_STREAM in request:
             log.warning("stream on %s ended by an error: %s", request.path, error.message)
             return await _end_stream(request, error.to_body())
-        return error_response(error)
+        return error_response(error, request.get(ERROR_SHAPE))
     except (ConnectionResetError, ConnectionAbortedError):
         raise  # the client went away: nobody is left to tell
     except web.HTTPException as exc:
@@ -125,13 +132,18 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         else:
             message = f"{exc.reason}: {request.method} {request.path}"
         body = {"error": {"type": kind, "message": message}}
-        return web.json_response(body, status=exc.status, headers=_allow_header(exc))
+        return web.json_response(_shaped(request, body), status=exc.status, headers=_allow_header(exc))
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
         body = {"error": {"type": "internal_error", "message": "internal server error"}}
         if _OPEN_STREAM in request:
             return await _end_stream(request, body)
-        return web.json_response(body, status=500)
+        return web.json_response(_shaped(request, body), status=500)
+
+
+def _shaped(request: web.Request, body: dict[str, Any]) -> Any:
+    shape = request.get(ERROR_SHAPE)
+    return shape(body) if shape else body
 
 
 def _allow_header(exc: web.HTTPException) -> dict[str, str]:

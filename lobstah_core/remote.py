@@ -26,8 +26,13 @@ __all__ = ["RemoteNode"]
 class RemoteNode:
     """The router at ``url`` of a node running elsewhere (``lobstah-core serve``)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, api_key: str | None = None) -> None:
+        """
+        Args:
+            api_key: the router's ``--api-key``, when it has one.
+        """
         self.url = url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.bus = EventBus()
         self.pubkey = ""  # learned from the node on start
         self.router_url: str | None = self.url
@@ -39,14 +44,18 @@ class RemoteNode:
         """Connect: learn the node's key and start following its events.
 
         Raises:
-            LobstahError: nothing answers at the URL.
+            LobstahError: nothing answers at the URL, or it wants an API key we lack.
         """
-        self._client = httpx.AsyncClient(base_url=self.url, timeout=httpx.Timeout(10, read=None))
+        self._client = httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=httpx.Timeout(10, read=None))
         try:
             self.pubkey = (await self._client.get("/pubkey")).json()["pubkey"]
+            refused = (await self._client.get("/balance")).status_code == 401
         except (httpx.HTTPError, ValueError, KeyError):
             await self._client.aclose()
             raise LobstahError(f"no Lobstah router answers at {self.url}") from None
+        if refused:
+            await self._client.aclose()
+            raise LobstahError(f"the router at {self.url} wants its API key (--api-key KEY)")
         self._reader = asyncio.create_task(self._follow())
 
     async def stop(self) -> None:

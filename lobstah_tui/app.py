@@ -238,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demo", action="store_true", help="a built-in demo grid with live traffic (scratch directory)")
     parser.add_argument("--attach", metavar="URL", help="watch a headless node (lobstah-core serve) via its router URL")
     parser.add_argument("--model", help="model for the prompt box (default: demo-fast with demo engines)")
+    parser.add_argument("--api-key", help="with --attach: the router's --api-key, if it has one")
     add_node_flags(parser)
     return parser
 
@@ -250,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             check_setup()  # inside the app, a missing extra would end in a traceback
         if args.attach:
             check_router(args.attach)
-            return _run(LobstahApp(RemoteNode(args.attach), model=args.model or "demo-fast"))
+            return _run(LobstahApp(RemoteNode(args.attach, api_key=args.api_key), model=args.model or "demo-fast"))
         if args.demo:
             with tempfile.TemporaryDirectory(prefix="lobstah-tui-demo-") as scratch:
                 real = args.engine == "llamacpp"

@@ -43,7 +43,7 @@ def node_settings(args: argparse.Namespace) -> NodeSettings:
     """
     timeouts = timeouts_from(args)
     router = RouterSettings(
-        port=args.router_port, cors_origins=args.cors_origin,
+        port=args.router_port, cors_origins=args.cors_origin, api_key=getattr(args, "api_key", None),
         connect_timeout=timeouts.connect_s, first_byte_timeout=timeouts.first_byte_s,
         idle_timeout=timeouts.idle_s, total_timeout=timeouts.total_s,
     )

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["WorkerEngine", "Usage", "usage_of", "completion_id", "now_seconds", "chat_completion", "ChunkMaker"]
+__all__ = ["WorkerEngine", "EmbeddingEngine", "Embeddings", "Usage", "usage_of", "completion_id", "now_seconds", "chat_completion", "ChunkMaker"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,15 @@ class ChunkMaker:
                 "model": self.model, "choices": choices, **extra}
 
 
+@dataclass(frozen=True)
+class Embeddings:
+    """What an engine's :meth:`EmbeddingEngine.embed` returns: one vector per input, in input
+    order, and the tokens it read (a receipt's ``inputTokens``; embeddings produce none)."""
+
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+
 @runtime_checkable
 class WorkerEngine(Protocol):
     """An inference backend (Ollama, an OpenAI-compatible upstream, the demo engine)."""
@@ -126,4 +135,24 @@ class WorkerEngine(Protocol):
 
     async def aclose(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class EmbeddingEngine(Protocol):
+    """An engine that also embeds text (every built-in engine does; a worker whose engine does
+    not answers ``POST /v1/embeddings`` with 404, so a router moves on to another peer)."""
+
+    async def embedding_models(self) -> list[str]:
+        """Those of :meth:`WorkerEngine.models` known to be embedding models (``[]`` when the
+        backend cannot tell; ``embed`` may still work with any model)."""
+        ...
+
+    async def embed(self, model: str, texts: list[str], dimensions: int | None = None) -> Embeddings:
+        """Embed each of ``texts`` with ``model``; ``dimensions`` shortens the vectors where
+        the backend allows it.
+
+        Raises:
+            EngineRejected, EngineBusy, ModelNotFound, EngineError: as for ``chat``.
+        """
         ...

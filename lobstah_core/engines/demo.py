@@ -14,9 +14,13 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .base import ChunkMaker, Usage, chat_completion
+from .base import ChunkMaker, Embeddings, Usage, chat_completion
+from .usage import estimate_tokens
 
-__all__ = ["DemoEngine", "DEMO_MODELS"]
+__all__ = ["DemoEngine", "DEMO_MODELS", "DEMO_DIMENSIONS"]
+
+#: Length of a demo embedding unless the request asks for another.
+DEMO_DIMENSIONS = 64
 
 DEMO_MODELS = ("demo-fast", "demo-smart")
 _WORDS = (
@@ -83,6 +87,17 @@ class DemoEngine:
         yield chunks.delta({}, self._finish_reason(request))
         yield chunks.usage(usage)
 
+    async def embedding_models(self) -> list[str]:
+        """Every demo model embeds, as any Ollama model answers ``/api/embed``."""
+        return list(self._models)
+
+    async def embed(self, model: str, texts: list[str], dimensions: int | None = None) -> Embeddings:
+        """Unit vectors derived from ``model`` and each text: the same input, the same vector."""
+        size = dimensions or DEMO_DIMENSIONS
+        vectors = [_unit_vector(f"{model}\0{text}".encode(), size) for text in texts]
+        await self._wait(0)
+        return Embeddings(vectors, sum(max(1, estimate_tokens(text)) for text in texts))
+
     async def aclose(self) -> None:
         return None
 
@@ -111,6 +126,14 @@ class DemoEngine:
         delay = self.first_token_delay + (tokens / self.tokens_per_second if self.tokens_per_second else 0)
         if delay:
             await asyncio.sleep(delay)
+
+
+def _unit_vector(seed: bytes, size: int) -> list[float]:
+    """``size`` floats from SHAKE-256 of ``seed``, scaled to length 1 (as embedding models do)."""
+    raw = hashlib.shake_256(seed).digest(2 * size)
+    values = [int.from_bytes(raw[i : i + 2], "big") / 32767.5 - 1.0 for i in range(0, 2 * size, 2)]
+    norm = sum(v * v for v in values) ** 0.5 or 1.0
+    return [v / norm for v in values]
 
 
 def _max_tokens(request: dict[str, Any]) -> int | None:

@@ -19,7 +19,8 @@ import ollama
 
 from ..errors import EngineBusy, EngineError, EngineRejected, LobstahError, ModelNotFound
 from ..timeouts import Timeouts
-from .base import ChunkMaker, chat_completion
+from .base import ChunkMaker, Embeddings, chat_completion
+from .usage import estimate_tokens
 from .ollama_translate import (
     finish_reason,
     to_ollama_chat,
@@ -55,6 +56,8 @@ class OllamaEngine:
         self._client = ollama.AsyncClient(
             host=self.host, timeout=httpx.Timeout(read, connect=limits.connect_s, pool=limits.connect_s)
         )
+        #: Whether each model embeds, by name (Ollama's ``/api/show`` capabilities).
+        self._embeds: dict[str, bool] = {}
 
     async def models(self) -> list[str]:
         try:
@@ -102,6 +105,30 @@ class OllamaEngine:
                     yield chunks.usage(usage_from(response))
         except _CLIENT_ERRORS as exc:
             raise self._error(exc, request["model"]) from None
+
+    async def embedding_models(self) -> list[str]:
+        """Models whose ``/api/show`` lists the ``embedding`` capability (asked once a name)."""
+        names = await self.models()
+        for name in names:
+            if name not in self._embeds:
+                try:
+                    shown = await self._client.show(name)
+                except _CLIENT_ERRORS:
+                    continue  # asked again next time
+                self._embeds[name] = "embedding" in (shown.capabilities or [])
+        return [name for name in names if self._embeds.get(name)]
+
+    async def embed(self, model: str, texts: list[str], dimensions: int | None = None) -> Embeddings:
+        """``/api/embed``; the tokens read are Ollama's ``prompt_eval_count`` (else estimated)."""
+        try:
+            response = await self._client.embed(model=model, input=texts, dimensions=dimensions)
+        except _CLIENT_ERRORS as exc:
+            raise self._error(exc, model) from None
+        vectors = [list(vector) for vector in response.embeddings]
+        if len(vectors) != len(texts):
+            raise EngineError(f"Ollama at {self.host} gave {len(vectors)} embeddings for {len(texts)} inputs")
+        tokens = response.prompt_eval_count or sum(estimate_tokens(text) for text in texts)
+        return Embeddings(vectors, tokens)
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -31,7 +31,7 @@ import aiohttp
 from ..errors import EngineBusy, EngineError, EngineRejected, LobstahError, ModelNotFound
 from ..protocol.sse import SseDecoder
 from ..timeouts import PhaseTimeout, Timeouts, first_byte, idle_chunks
-from .base import Usage, usage_of
+from .base import Embeddings, Usage, usage_of
 from .usage import UsageCounter, streamed_text
 
 __all__ = ["OpenAICompatibleEngine"]
@@ -116,6 +116,30 @@ class OpenAICompatibleEngine:
         if usage is None:
             usage = await self._usage.count(request, "".join(text), pieces=pieces)
         yield _usage_chunk(last, request.get("model"), usage)
+
+    async def embedding_models(self) -> list[str]:
+        """Unknown: OpenAI's model list does not say which models embed."""
+        return []
+
+    async def embed(self, model: str, texts: list[str], dimensions: int | None = None) -> Embeddings:
+        """``{base_url}/embeddings`` in the float format; tokens as the upstream reports them,
+        else counted as for a prompt (module docstring)."""
+        request: dict[str, Any] = {"model": model, "input": texts, "encoding_format": "float"}
+        if dimensions is not None:
+            request["dimensions"] = dimensions
+        body = await self._request("POST", "/embeddings", request)
+        try:
+            data = sorted(body["data"], key=lambda item: item["index"])
+            vectors = [[float(x) for x in item["embedding"]] for item in data]
+        except (KeyError, TypeError, ValueError):
+            raise EngineError(f"upstream {self.base_url} answered with something that is not an embeddings list") from None
+        if len(vectors) != len(texts):
+            raise EngineError(f"upstream {self.base_url} gave {len(vectors)} embeddings for {len(texts)} inputs")
+        usage = body.get("usage")
+        tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        if not isinstance(tokens, int) or tokens < 0:
+            tokens = sum([await self._usage.tokens(text) for text in texts])
+        return Embeddings(vectors, tokens)
 
     async def tokenize(self, text: str) -> int | None:
         """Tokens in ``text`` by the upstream's own tokenizer, or ``None`` if it offers none

@@ -73,11 +73,12 @@ class UsageCounter:
         Args:
             pieces: streamed pieces that carried text (``None`` for a plain answer).
         """
-        prompt = await self._tokens(prompt_text(request))
-        completion = pieces if pieces is not None else await self._tokens(answer)
+        prompt = await self.tokens(prompt_text(request))
+        completion = pieces if pieces is not None else await self.tokens(answer)
         return Usage(prompt, completion)
 
-    async def _tokens(self, text: str) -> int:
+    async def tokens(self, text: str) -> int:
+        """Tokens in ``text``: the tokenizer's count when it answers, else the estimate."""
         if not text:
             return 0
         if self._works is not False:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from .announcements import SignedAnnouncement, Tier
+from .embeddings import EncodingFormat
 from .receipts import SignedReceipt
 from .wire import EpochMs, Pubkey, SafeCount, WireModel
 
@@ -27,6 +28,9 @@ __all__ = [
     "StreamOptions",
     "ChatCompletionRequest",
     "JobRequest",
+    "EmbeddingRequest",
+    "MAX_EMBEDDING_INPUTS",
+    "MAX_EMBEDDING_DIMENSIONS",
     "JobStatus",
     "JobAccepted",
     "JobRecord",
@@ -153,6 +157,35 @@ class JobRequest(ChatCompletionRequest):
     metadata: dict[str, str] | None = None
 
 
+#: Inputs in one embeddings request, and the largest vector a client may ask for (OpenAI's
+#: limits: 2048 inputs; its largest model has 3072 dimensions).
+MAX_EMBEDDING_INPUTS = 2048
+MAX_EMBEDDING_DIMENSIONS = 8192
+
+
+class EmbeddingRequest(_OpenAIModel):
+    """``POST /v1/embeddings``: one text or a list of texts (OpenAI's API; token arrays are
+    refused, since engines such as Ollama take text only). Other fields pass through."""
+
+    model: str = Field(min_length=1)
+    input: StrictStr | Annotated[list[StrictStr], Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)]
+    encoding_format: EncodingFormat | None = None
+    #: Length of each vector, for models that can shorten theirs.
+    dimensions: Annotated[StrictInt, Field(ge=1, le=MAX_EMBEDDING_DIMENSIONS)] | None = None
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _text_only(cls, value: Any) -> Any:
+        if isinstance(value, list) and value and not isinstance(value[0], str):
+            raise ValueError("send text (a string or a list of strings); token arrays are not supported")
+        return value
+
+    @property
+    def texts(self) -> list[str]:
+        """The input as a list of texts, in order."""
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
 JobStatus = Literal["queued", "running", "done", "error"]
 
 
@@ -208,6 +241,8 @@ class Capacity(WireModel):
     tier: Tier = "best-effort"
     concurrency: SafeCount | None = None
     job_counts: JobCounts | None = None
+    #: [ext] The models that embed (``POST /v1/embeddings``), when the engine can tell.
+    embedding_models: list[str] | None = None
 
 
 class ModelCard(BaseModel):

@@ -7,7 +7,6 @@ import hmac
 import json
 import os
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,55 +19,31 @@ from ..events import EventBus, event_to_json
 from ..errors import ModelNotFound
 from ..http import MAX_BODY, error_middleware, install_cors, json_response, parse_body, read_body
 from ..ledger import Ledger
+from ..metrics import follow_events, metrics_response
 from ..protocol.identity import Identity
-from ..protocol.schemas import ChatCompletionRequest, JobRequest, ModelCard, ModelList
+from ..protocol.schemas import ChatCompletionRequest, EmbeddingRequest, JobRequest, ModelList
 from ..protocol.url_safety import UrlPolicy
 from ..tasks import cancel_and_wait
 from .directory import PeerDirectory
 from .health import HealthBook
 from .job_map import JobMap
 from .jobs import RouterJobs
+from .metrics import RouterMetrics
 from .peers import PeerStore
+from .dashboard import dashboard, ledger
 from .dispatch import Call, Dispatcher
 from .receipts import ReceiptDesk
 from .reconcile import Reconciler
-from .relay import Settlement, relay_plain, relay_stream
+from .relay import relay_plain, relay_stream
+from .ollama_api import add_ollama_routes, ollama_errors
+from .state import CHAT_PATH, EMBEDDINGS_PATH, ROUTER, Router, model_cards
 from .transport import AiohttpTransport, PeerTransport
 from .url_guard import PeerUrlGuard
 
 __all__ = ["create_app", "Router", "ROUTER"]
 
-#: How fresh a peer's capacity must be for /v1/models (WIRE.md: cached 30 s).
-MODELS_MAX_AGE_MS = 30_000
-CHAT_PATH = "/v1/chat/completions"
 #: A comment on /events this often keeps proxies from closing an idle stream.
 HEARTBEAT_S = 15.0
-
-
-@dataclass
-class Router:
-    """Everything the router's handlers share."""
-
-    identity: Identity
-    settings: RouterSettings
-    bus: EventBus
-    ledger: Ledger
-    directory: PeerDirectory
-    desk: ReceiptDesk
-    #: Pulls the receipts the desk missed from the workers used; the relay calls its
-    #: ``recover_later(peer)`` after an answer whose receipt did not arrive.
-    reconciler: Reconciler
-    dispatcher: Dispatcher
-    jobs: RouterJobs
-    clock_ms: Callable[[], int]
-
-    @property
-    def settlement(self) -> Settlement:
-        """Where relayed answers' receipts go (desk, and reconciler when one is missing)."""
-        return Settlement(self.desk, self.reconciler)
-
-
-ROUTER = web.AppKey("router", Router)
 
 
 def create_app(
@@ -86,11 +61,18 @@ def create_app(
     """
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[error_middleware, *_api_key_middlewares(settings.api_key)],
+        middlewares=[error_middleware, ollama_errors, *_api_key_middlewares(settings.api_key)],
     )
     app[MAX_BODY] = settings.max_body_bytes
     install_cors(app, settings.all_cors_origins())
     events = bus or EventBus()
+
+    metrics = RouterMetrics()
+
+    async def counting(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(follow_events(events, metrics.record))
+        yield
+        await cancel_and_wait(task)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         peer_transport = transport or AiohttpTransport(settings.timeouts())
@@ -103,14 +85,20 @@ def create_app(
         directory.reload()
         await directory.refresh()
         desk = ReceiptDesk(identity.pubkey, ledger, events, clock_ms)
+        metrics.directory = directory
         url_policy = UrlPolicy.from_env(os.environ)
         reconciler = Reconciler(identity, directory, peer_transport, desk, ledger, events, clock_ms,
                                 url_guard=PeerUrlGuard(url_policy), interval=settings.reconcile_interval)
         await reconciler.start()
-        dispatcher = Dispatcher(identity, directory, peer_transport, clock_ms, settings.timeouts(), url_policy)
+        dispatcher = Dispatcher(
+            identity, directory, peer_transport, clock_ms, settings.timeouts(), url_policy,
+            on_call=metrics.observe_call,
+        )
         job_map = JobMap(home / "router-jobs.sqlite3")
         jobs = RouterJobs(identity, dispatcher, peer_transport, desk, job_map, clock_ms)
-        app[ROUTER] = Router(identity, settings, events, ledger, directory, desk, reconciler, dispatcher, jobs, clock_ms)
+        app[ROUTER] = Router(
+            identity, settings, events, ledger, directory, desk, reconciler, dispatcher, jobs, clock_ms, metrics
+        )
         background = asyncio.create_task(directory.run())
         reconciling = asyncio.create_task(reconciler.run())
         yield
@@ -122,32 +110,44 @@ def create_app(
         job_map.close()
         ledger.close()
 
+    app.cleanup_ctx.append(counting)
     app.cleanup_ctx.append(lifecycle)
     app.router.add_get("/", index)
     app.router.add_get("/pubkey", pubkey)
     app.router.add_get("/peers", peers)
     app.router.add_get("/balance", balance)
     app.router.add_get("/events", events_stream)
+    app.router.add_get("/metrics", metrics_text)
+    app.router.add_get("/ledger", ledger)
+    app.router.add_get("/dashboard", dashboard)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/v1/models/{model_id:.+}", model)
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post(EMBEDDINGS_PATH, embeddings)
     app.router.add_post("/v1/jobs", create_job)
     app.router.add_get("/v1/jobs/{job_id}", get_job)
     app.router.add_delete("/v1/jobs/{job_id}", cancel_job)
+    add_ollama_routes(app)
     from .batch_api import install_batches  # it reads this module's ROUTER
 
     install_batches(app, home)
     return app
 
 
+#: What anyone may ask a router that has an API key: that it is one, and its public key.
+OPEN_PATHS = frozenset({"/", "/pubkey"})
+
+
 def _api_key_middlewares(api_key: str | None) -> list[Any]:
-    """The middleware that demands ``api_key`` on ``/v1/``; none when any key is accepted."""
+    """The middleware that demands ``api_key`` on every route but :data:`OPEN_PATHS`; none
+    when any key is accepted. CORS preflights are answered before it (browsers send them
+    without credentials)."""
     if api_key is None:
         return []
 
     @web.middleware
     async def check_api_key(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path.startswith("/v1/"):
+        if request.path not in OPEN_PATHS:
             given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             if not hmac.compare_digest(given.encode(), api_key.encode()):
                 raise Unauthorized("this router needs an API key: Authorization: Bearer <key>")
@@ -175,6 +175,14 @@ async def balance(request: web.Request) -> web.Response:
     return json_response(summary)
 
 
+async def metrics_text(request: web.Request) -> web.Response:
+    """``GET /metrics``: Prometheus's text format (router/metrics.py lists the metrics)."""
+    router = request.app[ROUTER]
+    balance = await asyncio.to_thread(router.ledger.balance, router.identity.pubkey)
+    router.metrics.read_state(router.directory, router.clock_ms(), balance)
+    return metrics_response(router.metrics.registry)
+
+
 async def events_stream(request: web.Request) -> web.StreamResponse:
     """Server-sent events: one ``event: <kind>`` / ``data: <json>`` per thing that happens."""
     bus = request.app[ROUTER].bus
@@ -192,30 +200,16 @@ async def events_stream(request: web.Request) -> web.StreamResponse:
             await response.write(f"event: {event.kind}\ndata: {payload}\n\n".encode())
 
 
-async def _model_cards(router: Router) -> dict[str, ModelCard]:
-    """The union of every peer's models by id; ``created`` is when a peer first listed it."""
-    directory = router.directory
-    await directory.refresh(older_than_ms=MODELS_MAX_AGE_MS)
-    cards: dict[str, ModelCard] = {}
-    for peer in directory.active():
-        state = directory.health.of(peer.pubkey)
-        capacity = state.capacity
-        for name in capacity.models if capacity else []:
-            created = (state.capacity_at or router.clock_ms()) // 1000
-            cards.setdefault(name, ModelCard(id=name, created=created, owned_by=f"lobstah:{peer.name}"))
-    return cards
-
-
 async def models(request: web.Request) -> web.Response:
     """``GET /v1/models``: every peer's models, deduplicated by id (OpenAI's Model objects)."""
-    cards = await _model_cards(request.app[ROUTER])
+    cards = await model_cards(request.app[ROUTER])
     return json_response(ModelList(data=list(cards.values())))
 
 
 async def model(request: web.Request) -> web.Response:
     """``GET /v1/models/{id}`` (ids may hold ``/`` and ``:``); 404 ``model_not_found``."""
     model_id = request.match_info["model_id"]
-    card = (await _model_cards(request.app[ROUTER])).get(model_id)
+    card = (await model_cards(request.app[ROUTER])).get(model_id)
     if card is None:
         raise ModelNotFound(f"no peer of this grid serves model {model_id!r}", model=model_id)
     return json_response(card)
@@ -230,6 +224,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         call = Call(CHAT_PATH, raw, chat.model, "interactive")
         return await relay_stream(request, router.dispatcher, router.settlement, call)
     return await relay_plain(router.dispatcher, router.settlement, Call(CHAT_PATH, raw, chat.model))
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    """``POST /v1/embeddings``: the client's body to a peer unchanged, through the dispatch
+    core (failover, blame), the receipt to the desk."""
+    router = request.app[ROUTER]
+    raw = await read_body(request)
+    embedding = parse_body(raw, EmbeddingRequest)
+    return await relay_plain(router.dispatcher, router.settlement, Call(EMBEDDINGS_PATH, raw, embedding.model))
 
 
 async def create_job(request: web.Request) -> web.Response:

@@ -24,7 +24,8 @@ connection, a phase timeout                 health (two in a row exclude it for 
 ==========================================  ===============================================
 
 ``in_flight`` is kept by :meth:`HealthBook.attempt` around each attempt, so no path (answer,
-error, client hanging up) can leak it.
+error, client hanging up) can leak it. How each call ended is handed to ``on_call`` as a
+:class:`CallRecord` (the router's metrics), whatever the front.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ import itertools
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import aclosing, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import aclosing, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,7 @@ __all__ = [
     "PeerRefused",
     "PeerFailedMidStream",
     "AllPeersBusy",
+    "CallRecord",
     "retry_after_seconds",
 ]
 
@@ -112,6 +114,25 @@ class Call:
     model: str
     #: The tier that fits (``interactive`` for streams, ``batch`` for jobs), if any.
     tier: str | None = None
+
+
+@dataclass
+class CallRecord:
+    """How one call through the core ended (for metrics).
+
+    ``outcome`` is ``ok``; ``refused`` (the request's fault); ``busy``; ``failed`` (every
+    candidate failed, or the chosen one broke off mid-stream); ``no_model``; ``unavailable``
+    (no peers, or every holder excluded); ``cancelled`` (the client went away); ``error``.
+    """
+
+    model: str
+    path: str
+    outcome: str = "ok"
+    #: The name of the peer whose answer was taken ("" when none was).
+    peer: str = ""
+    #: Seconds to the chosen peer's status line (plain) or first piece of body (stream).
+    first_byte_s: float | None = None
+    total_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -193,8 +214,14 @@ class Dispatcher:
         timeouts: Timeouts | None = None,
         url_policy: UrlPolicy | None = None,
         resolve: Callable[[str], Awaitable[list[str]]] = resolve_host,
+        on_call: Callable[[CallRecord], None] | None = None,
     ) -> None:
+        """
+        Args:
+            on_call: told how every call ended, once it has (see :class:`CallRecord`).
+        """
         self.identity, self.directory, self.transport = identity, directory, transport
+        self.on_call = on_call
         self.health: HealthBook = directory.health
         self.timeouts = timeouts or Timeouts()
         self.url_guard = PeerUrlGuard(url_policy, resolve)
@@ -248,19 +275,22 @@ class Dispatcher:
             PeerRefused, AllPeersBusy, AllPeersFailed, and what :meth:`candidates` raises.
         """
         attempts = _Attempts()
-        async with aclosing(self._replies(call, attempts, peer)) as replies:
-            async for peer, reply, started in replies:
-                try:
-                    body = await reply.read()
-                except PeerUnreachable as exc:
-                    self._failed(peer, f"answer broke off: {exc.message}", attempts)
-                    continue
-                finally:
-                    reply.release()
-                elapsed = _ms_since(started)
-                self.health.succeeded(peer.pubkey, elapsed, elapsed)
-                return Answer(peer, reply.status, reply.headers, body)
-        raise attempts.give_up()
+        with self._recorded(call) as record:
+            async with aclosing(self._replies(call, attempts, peer)) as replies:
+                async for peer, reply, started in replies:
+                    first_byte_ms = _ms_since(started)
+                    try:
+                        body = await reply.read()
+                    except PeerUnreachable as exc:
+                        self._failed(peer, f"answer broke off: {exc.message}", attempts)
+                        continue
+                    finally:
+                        reply.release()
+                    elapsed = _ms_since(started)
+                    self.health.succeeded(peer.pubkey, elapsed, elapsed)
+                    record.peer, record.first_byte_s = peer.name, first_byte_ms / 1000
+                    return Answer(peer, reply.status, reply.headers, body)
+            raise attempts.give_up()
 
     @asynccontextmanager
     async def stream(self, call: Call) -> AsyncIterator[Stream]:
@@ -274,17 +304,37 @@ class Dispatcher:
             PeerRefused, AllPeersBusy, AllPeersFailed, and what :meth:`candidates` raises.
         """
         attempts = _Attempts()
-        async with aclosing(self._replies(call, attempts)) as replies:
-            async for peer, reply, started in replies:
-                stream = Stream(peer, reply.status, reply.headers, reply, self.health, started)
-                try:
-                    yield stream
-                finally:
-                    reply.release()
-                if stream.completed:
-                    self.health.succeeded(peer.pubkey, stream.ttfb_ms or 0.0, _ms_since(started))
-                return
-        raise attempts.give_up()
+        with self._recorded(call) as record:
+            async with aclosing(self._replies(call, attempts)) as replies:
+                async for peer, reply, started in replies:
+                    stream = Stream(peer, reply.status, reply.headers, reply, self.health, started)
+                    record.peer = peer.name
+                    try:
+                        yield stream
+                    finally:
+                        reply.release()
+                        record.first_byte_s = None if stream.ttfb_ms is None else stream.ttfb_ms / 1000
+                    if stream.completed:
+                        self.health.succeeded(peer.pubkey, stream.ttfb_ms or 0.0, _ms_since(started))
+                    else:
+                        record.outcome = "cancelled"
+                    return
+            raise attempts.give_up()
+
+    @contextmanager
+    def _recorded(self, call: Call) -> Iterator[CallRecord]:
+        """A record of ``call`` for the ``with`` block to fill in, handed to ``on_call`` at its
+        end with the outcome an exception out of the block means."""
+        record, started = CallRecord(call.model, call.path), time.perf_counter()
+        try:
+            yield record
+        except BaseException as exc:
+            record.outcome = _outcome_of(exc)
+            raise
+        finally:
+            record.total_s = time.perf_counter() - started
+            if self.on_call is not None:
+                self.on_call(record)
 
     async def _replies(
         self, call: Call, attempts: _Attempts, only: Peer | None = None
@@ -357,6 +407,15 @@ def retry_after_seconds(value: str | None) -> int | None:
     if value.isdigit():
         return max(1, min(int(value), 3600))
     return 1 if value else None
+
+
+def _outcome_of(exc: BaseException) -> str:
+    """The :class:`CallRecord` outcome an exception out of a call means."""
+    outcomes: tuple[tuple[type[BaseException], str], ...] = (
+        (PeerRefused, "refused"), (AllPeersBusy, "busy"), (AllPeersFailed, "failed"), (PeerFailedMidStream, "failed"),
+        (ModelNotFound, "no_model"), (NoPeers, "unavailable"), (NoCapablePeer, "unavailable"), (LobstahError, "error"),
+    )
+    return next((outcome for kind, outcome in outcomes if isinstance(exc, kind)), "cancelled")
 
 
 def _error_body(raw: bytes) -> dict[str, Any] | None:

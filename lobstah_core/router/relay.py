@@ -13,17 +13,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from ..http import open_event_stream
 from ..protocol.receipts import RECEIPT_COMMENT, RECEIPT_HEADER
 from ..engines.base import Usage, usage_of
-from .dispatch import Call, Dispatcher, PeerFailedMidStream
+from ..protocol.sse import SseDecoder
+from .dispatch import Answer, Call, Dispatcher, PeerFailedMidStream, Stream
 from .receipts import ReceiptDesk
 from .reconcile import Reconciler
 
-__all__ = ["relay_plain", "relay_stream", "Settlement", "SseRelay", "KEEPALIVE_S"]
+__all__ = [
+    "relay_plain", "relay_stream", "relay_events", "EventSink", "fetch_with_receipt", "Settlement", "SseRelay",
+    "KEEPALIVE_S",
+]
 
 #: Seconds between keep-alive comments while the first event is pending.
 KEEPALIVE_S = 5.0
@@ -48,11 +53,17 @@ class Settlement:
             self.reconciler.recover_later(peer)
 
 
-async def relay_plain(dispatcher: Dispatcher, settlement: Settlement, call: Call) -> web.Response:
+async def fetch_with_receipt(dispatcher: Dispatcher, settlement: Settlement, call: Call) -> Answer:
     """The first peer's whole answer to ``call``; its receipt is settled meanwhile."""
     answer = await dispatcher.fetch(call)
     # The client's answer does not wait for the receipt's verification and ledger write.
     settlement.settle(answer.headers.get(RECEIPT_HEADER), answer.peer.pubkey, _usage_in(answer.body))
+    return answer
+
+
+async def relay_plain(dispatcher: Dispatcher, settlement: Settlement, call: Call) -> web.Response:
+    """The first peer's whole answer to ``call`` as it came; its receipt is settled meanwhile."""
+    answer = await fetch_with_receipt(dispatcher, settlement, call)
     return web.Response(body=answer.body, status=answer.status, content_type="application/json")
 
 
@@ -84,15 +95,83 @@ async def _relay_stream(
                 await response.write(rest)
         finally:
             await beat.stop()
-        if not relay.seen_event:
-            dispatcher.health.failed(stream.peer.pubkey, "ended its answer before any event")
-            raise PeerFailedMidStream(
-                f"peer {stream.peer.name} failed mid-stream: it ended its answer before any event", stream.peer.pubkey
-            )
+        _require_an_event(dispatcher, stream, relay)
         peer = stream.peer
     await response.write_eof()
     settlement.settle(relay.receipt, peer.pubkey, _usage_in(relay.usage_event))
     return response
+
+
+class EventSink(Protocol):
+    """Another wire format for a relayed stream (the Ollama API's NDJSON, say)."""
+
+    #: The client's ``Content-Type``.
+    content_type: str
+
+    def feed(self, event: dict[str, Any]) -> bytes:
+        """The bytes one of the peer's OpenAI events (a JSON object) becomes (maybe none)."""
+        ...
+
+    def finish(self) -> bytes:
+        """The bytes that end the stream once the peer's has ended."""
+        ...
+
+    def failure(self, body: dict[str, Any]) -> bytes:
+        """The bytes that end the stream with the grid's error ``body`` (after the commit)."""
+        ...
+
+
+async def relay_events(
+    request: web.Request, dispatcher: Dispatcher, settlement: Settlement, call: Call, sink: EventSink
+) -> web.StreamResponse:
+    """Stream the first peer's answer to ``call`` to the client in ``sink``'s format: each
+    SSE event's JSON object goes through ``sink``, the receipt is settled. No keep-alive
+    comments: formats such as NDJSON have no place for them."""
+    try:
+        async with dispatcher.stream(call) as stream:
+            response = await open_event_stream(request, sink.content_type, failure=sink.failure)
+            relay, decoder = SseRelay(), SseDecoder()
+            peer = stream.peer
+            async for chunk in stream.chunks():
+                await _write_events(response, sink, decoder.feed(relay.feed(chunk)), peer.pubkey)
+            await _write_events(response, sink, decoder.feed(relay.finish() + b"\n\n"), peer.pubkey)
+            _require_an_event(dispatcher, stream, relay)
+            await response.write(sink.finish())
+    except PeerFailedMidStream as failed:
+        settlement.missing(failed.peer)
+        raise
+    await response.write_eof()
+    settlement.settle(relay.receipt, peer.pubkey, _usage_in(relay.usage_event))
+    return response
+
+
+async def _write_events(response: web.StreamResponse, sink: EventSink, events: list[str], peer: str) -> None:
+    out = b"".join(sink.feed(_json_object(data, peer)) for data in events if data != "[DONE]")
+    if out:
+        await response.write(out)
+
+
+def _json_object(data: str, peer: str) -> dict[str, Any]:
+    try:
+        event = json.loads(data)
+    except ValueError:
+        event = None
+    if not isinstance(event, dict):
+        raise PeerFailedMidStream(f"the peer sent an event that is not a JSON object: {data[:80]!r}", peer)
+    return event
+
+
+def _require_an_event(dispatcher: Dispatcher, stream: Stream, relay: SseRelay) -> None:
+    """A peer that ended a committed stream before any event failed (counted in its health).
+
+    Raises:
+        PeerFailedMidStream: it did.
+    """
+    if not relay.seen_event:
+        dispatcher.health.failed(stream.peer.pubkey, "ended its answer before any event")
+        raise PeerFailedMidStream(
+            f"peer {stream.peer.name} failed mid-stream: it ended its answer before any event", stream.peer.pubkey
+        )
 
 
 def _usage_in(body: bytes | None) -> Usage | None:

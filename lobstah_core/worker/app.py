@@ -16,10 +16,13 @@ from ..errors import ModelNotFound, NotCancellable, NotFound, Overloaded, Reques
 from ..events import EventBus
 from ..http import MAX_BODY, error_middleware, json_response, parse_body, read_body
 from ..ledger import Ledger
+from ..metrics import follow_events, metrics_response
+from ..tasks import cancel_and_wait
 from ..protocol.identity import Identity
 from ..protocol.reconciliation import RECEIPTS_PATH, ReceiptsQuery, next_since
 from ..protocol.schemas import (
     ChatCompletionRequest,
+    EmbeddingRequest,
     JobAccepted,
     JobRequest,
     ModelCard,
@@ -27,15 +30,18 @@ from ..protocol.schemas import (
 )
 from ..protocol.wire import parse_model
 from .chat import plain_completion, streamed_completion
+from .embeddings import embed
 from .job_store import JobStore
 from .jobs import JobRunner
+from .metrics import WorkerMetrics
 from .service import WorkerService
 
-__all__ = ["create_app", "SERVICE", "JOBS"]
+__all__ = ["create_app", "SERVICE", "JOBS", "METRICS"]
 
-C = TypeVar("C", bound=ChatCompletionRequest)
+C = TypeVar("C", bound=ChatCompletionRequest | EmbeddingRequest)
 SERVICE = web.AppKey("service", WorkerService)
 JOBS = web.AppKey("jobs", JobRunner)
+METRICS = web.AppKey("metrics", WorkerMetrics)
 
 
 def create_app(
@@ -53,13 +59,21 @@ def create_app(
     Run it with ``handler_cancellation=True`` on the runner, so that a client that hangs up
     cancels its engine call.
     """
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    metrics = WorkerMetrics()
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[metrics.middleware, error_middleware])
     app[MAX_BODY] = settings.max_body_bytes
+    app[METRICS] = metrics
+    events = bus or EventBus()
+
+    async def counting(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(follow_events(events, metrics.record))
+        yield
+        await cancel_and_wait(task)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         ledger = Ledger(home / "ledger.sqlite3")
         store = JobStore(home / "jobs.sqlite3", settings.job_ttl_seconds)
-        service = WorkerService(identity, engine, ledger, settings, clock_ms, bus)
+        service = WorkerService(identity, engine, ledger, settings, clock_ms, events)
         runner = JobRunner(service, store)
         await runner.start()
         app[SERVICE], app[JOBS] = service, runner
@@ -70,13 +84,16 @@ def create_app(
         store.close()
         ledger.close()
 
+    app.cleanup_ctx.append(counting)
     app.cleanup_ctx.append(lifecycle)
     app.router.add_get("/", index)
     app.router.add_get("/pubkey", pubkey)
     app.router.add_get("/capacity", capacity)
+    app.router.add_get("/metrics", metrics_text)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/v1/models/{model_id:.+}", model)
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/v1/jobs", create_job)
     app.router.add_get("/v1/jobs/{job_id}", get_job)
     app.router.add_delete("/v1/jobs/{job_id}", cancel_job)
@@ -96,6 +113,14 @@ async def capacity(request: web.Request) -> web.Response:
     service, jobs = request.app[SERVICE], request.app[JOBS]
     counts = await asyncio.to_thread(jobs.store.counts)
     return json_response(await service.capacity(counts))
+
+
+async def metrics_text(request: web.Request) -> web.Response:
+    """``GET /metrics``: Prometheus's text format (worker/metrics.py lists the metrics)."""
+    service, metrics = request.app[SERVICE], request.app[METRICS]
+    balance = await asyncio.to_thread(service.ledger.balance, service.identity.pubkey)
+    metrics.read_state(service.admission.queue_depth, balance)
+    return metrics_response(metrics.registry)
 
 
 async def _model_cards(service: WorkerService) -> list[ModelCard]:
@@ -124,6 +149,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if chat.stream:
         return await streamed_completion(service, request, chat, requester)
     return await plain_completion(service, request, chat, requester)
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    """``POST /v1/embeddings`` (worker/embeddings.py)."""
+    body, requester = await _admit(request, EmbeddingRequest)
+    return await embed(request.app[SERVICE], request, body, requester)
 
 
 async def create_job(request: web.Request) -> web.Response:
@@ -182,9 +213,10 @@ async def _admit(request: web.Request, schema: type[C]) -> tuple[C, str]:
     raw = await read_body(request)
     requester = service.authenticate(request.headers, request.method, request.path, raw)
     body = parse_body(raw, schema)
-    if body.n is not None and body.n > 1 and not getattr(service.engine, "serves_n", False):
+    n = getattr(body, "n", None)
+    if n is not None and n > 1 and not getattr(service.engine, "serves_n", False):
         raise RequestError(
-            f"n={body.n}: this worker's engine ({service.engine.name}) gives one choice per "
+            f"n={n}: this worker's engine ({service.engine.name}) gives one choice per "
             "request; send n separate requests", param="n"
         )
     await service.require_model(body.model)

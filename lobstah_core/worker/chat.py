@@ -23,11 +23,11 @@ from aiohttp import web
 from ..engines.base import Usage, completion_id, usage_of
 from ..errors import EngineError
 from ..http import open_event_stream
-from ..protocol.receipts import RECEIPT_COMMENT, RECEIPT_HEADER, encode_receipt_header
+from ..protocol.receipts import RECEIPT_COMMENT, RECEIPT_HEADER, SignedReceipt, encode_receipt_header
 from ..protocol.schemas import ChatCompletionRequest
 from .service import WorkerService
 
-__all__ = ["plain_completion", "streamed_completion"]
+__all__ = ["plain_completion", "streamed_completion", "answer_with_receipt"]
 
 
 async def plain_completion(
@@ -43,10 +43,17 @@ async def plain_completion(
     usage = _require_usage(usage_of(completion))
     job_id = str(completion.get("id") or completion_id())
     signed = service.sign_receipt(job_id, requester, request.model, usage, started)
+    return await answer_with_receipt(service, http_request, completion, signed)
+
+
+async def answer_with_receipt(
+    service: WorkerService, http_request: web.Request, body: dict[str, Any], signed: SignedReceipt
+) -> web.Response:
+    """Send ``body`` as JSON with ``signed`` in the ``x-lobstah-receipt`` header (WIRE.md
+    "Receipt", non-streaming), the receipt committed to our ledger first (durable before
+    delivered)."""
     await service.commit_receipt(signed)
-    response = web.json_response(
-        completion, headers={RECEIPT_HEADER: encode_receipt_header(signed)}
-    )
+    response = web.json_response(body, headers={RECEIPT_HEADER: encode_receipt_header(signed)})
     await response.prepare(http_request)
     await response.write_eof()
     return response

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from ..batches import Batches
 from ..clock import wall_clock_ms
 from ..config import WorkerSettings
-from ..engines.base import Usage, WorkerEngine
+from ..engines.base import EmbeddingEngine, Usage, WorkerEngine
 from ..errors import (
     EngineError,
     InsufficientCredit,
@@ -69,6 +69,7 @@ class WorkerService:
     #: Credit each requester spent in receipts issued but not yet in the ledger.
     _unstored: Counter[str] = field(default_factory=Counter, init=False)
     _models: list[str] = field(default_factory=list, init=False)
+    _embedding_models: list[str] | None = field(default=None, init=False)
     _models_at: float = field(default=float("-inf"), init=False)
 
     def __post_init__(self) -> None:
@@ -132,6 +133,9 @@ class WorkerService:
                 offered = await self.engine.models()
                 wanted = self.settings.models
                 self._models = [m for m in offered if wanted is None or lists_model(wanted, m)]
+                if isinstance(self.engine, EmbeddingEngine):
+                    embedding = set(await self.engine.embedding_models())
+                    self._embedding_models = [m for m in self._models if m in embedding]
                 self._models_at = now
             except EngineError:
                 if not self._models:
@@ -155,6 +159,8 @@ class WorkerService:
             models = await self.models()
         except EngineError:
             models = []
+        # [ext] embeddingModels only when the engine embeds: to_wire() leaves unset fields out.
+        embedding = {} if self._embedding_models is None else {"embedding_models": self._embedding_models}
         return Capacity(
             pubkey=self.identity.pubkey,
             models=models,
@@ -162,6 +168,7 @@ class WorkerService:
             tier=self.settings.tier,
             concurrency=self.admission.concurrency,
             job_counts=job_counts,
+            **embedding,
         )
 
     def sign_receipt(

@@ -1,5 +1,6 @@
 """A stand-in for Ollama: its documented HTTP API (GET /api/tags, POST /api/chat with JSON or
-NDJSON streaming, {"error": "..."} bodies), because Ollama itself cannot be installed here.
+NDJSON streaming, POST /api/show, POST /api/embed, {"error": "..."} bodies), because Ollama
+itself cannot be installed here.
 
 Replies are scripted: the assistant echoes the last user message word by word; when tools are
 offered and the user mentions the weather, it calls ``get_weather``. Every chat request body is
@@ -14,6 +15,8 @@ from typing import Any
 from aiohttp import web
 
 MODELS = ["llama3.2:3b", "qwen2.5:7b"]
+#: Models whose /api/show lists the "embedding" capability (the others say "completion").
+EMBEDDING_MODELS = ["nomic-embed-text:latest"]
 REQUESTS = web.AppKey("requests", list)
 #: When set, requests with tools are refused as Ollama refuses them for a model without tool
 #: support: 400 {"error": "... does not support tools"}.
@@ -26,14 +29,41 @@ def create_ollama_app() -> web.Application:
     app[REFUSE_TOOLS] = False
     app.router.add_get("/api/tags", tags)
     app.router.add_post("/api/chat", chat)
+    app.router.add_post("/api/show", show)
+    app.router.add_post("/api/embed", embed)
     return app
+
+
+def _tagged(name: object) -> object:
+    """A name without a tag means its ``:latest``, as in Ollama."""
+    return f"{name}:latest" if isinstance(name, str) and ":" not in name else name
+
+
+async def show(request: web.Request) -> web.Response:
+    name = _tagged((await request.json()).get("model"))
+    if name not in MODELS + EMBEDDING_MODELS:
+        return web.json_response({"error": f"model '{name}' not found"}, status=404)
+    capabilities = ["embedding"] if name in EMBEDDING_MODELS else ["completion", "tools"]
+    return web.json_response({"modelfile": "", "details": {"family": "llama"}, "model_info": {}, "capabilities": capabilities})
+
+
+async def embed(request: web.Request) -> web.Response:
+    """Vectors of ``dimensions`` (default 3) values: the length of each input, then ones."""
+    body = await request.json()
+    request.app[REQUESTS].append(body)
+    if _tagged(body.get("model")) not in EMBEDDING_MODELS:
+        return web.json_response({"error": f"\"{body.get('model')}\" does not support embeddings"}, status=400)
+    texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
+    size = body.get("dimensions") or 3
+    vectors = [[float(len(text))] + [1.0] * (size - 1) for text in texts]
+    return web.json_response({"model": body["model"], "embeddings": vectors, "prompt_eval_count": 2 * len(texts)})
 
 
 async def tags(request: web.Request) -> web.Response:
     models = [
         {"name": name, "model": name, "modified_at": "2026-11-01T00:00:00Z", "size": 2_000_000_000,
          "digest": "0" * 64, "details": {"format": "gguf", "family": "llama", "parameter_size": "3B"}}
-        for name in MODELS
+        for name in MODELS + EMBEDDING_MODELS
     ]
     return web.json_response({"models": models})
 

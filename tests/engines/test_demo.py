@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lobstah_core.engines.demo import DemoEngine
+from lobstah_core.engines.demo import DEMO_DIMENSIONS, DemoEngine
 
 ASK = {"model": "demo-fast", "messages": [{"role": "user", "content": "tell me about tides"}]}
 
@@ -26,3 +26,14 @@ async def test_stream_matches_plain() -> None:
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
     assert text == (await engine.chat(ASK))["choices"][0]["message"]["content"]
     assert chunks[-1]["usage"]["completion_tokens"] == 10
+
+
+async def test_embeddings_are_deterministic_unit_vectors() -> None:
+    engine = DemoEngine()
+    first = await engine.embed("demo-fast", ["tide", "molt"])
+    again = await engine.embed("demo-fast", ["tide"])
+    assert again.vectors[0] == first.vectors[0] != first.vectors[1]
+    assert all(abs(sum(x * x for x in vector) - 1.0) < 1e-9 for vector in first.vectors)
+    assert len(first.vectors[0]) == DEMO_DIMENSIONS
+    assert len((await engine.embed("demo-fast", ["tide"], dimensions=8)).vectors[0]) == 8
+    assert first.prompt_tokens == 2  # one token each, at four characters a token

@@ -44,7 +44,7 @@ def sent(server: RunningServer) -> dict[str, Any]:
 
 
 async def test_models_come_from_tags(engine: OllamaEngine) -> None:
-    assert await engine.models() == ["llama3.2:3b", "qwen2.5:7b"]
+    assert await engine.models() == ["llama3.2:3b", "qwen2.5:7b", "nomic-embed-text:latest"]
 
 
 async def test_chat_translates_both_ways(engine: OllamaEngine, ollama_server: RunningServer) -> None:
@@ -137,7 +137,7 @@ async def test_errors_say_what_happened(engine: OllamaEngine) -> None:
 async def test_worker_serves_ollama_models_with_receipts(start_worker: StartWorker, engine: OllamaEngine) -> None:
     worker = await start_worker(engine)
     async with httpx.AsyncClient(base_url=worker.url) as http:
-        assert [m["id"] for m in (await http.get("/v1/models")).json()["data"]] == ["llama3.2:3b", "qwen2.5:7b"]
+        assert [m["id"] for m in (await http.get("/v1/models")).json()["data"]] == ["llama3.2:3b", "qwen2.5:7b", "nomic-embed-text:latest"]
         response = await http.post("/v1/chat/completions", json={"model": "llama3.2:3b", "messages": [{"role": "user", "content": "hi there"}]})
         receipt = verify_receipt(decode_receipt_header(response.headers["x-lobstah-receipt"])).receipt
         assert (receipt.input_tokens, receipt.output_tokens) == (11, 2)
@@ -155,3 +155,28 @@ async def test_worker_reports_ollama_down_in_one_sentence(start_worker: StartWor
         assert error["type"] == "engine_error"
         assert error["message"] == f"Ollama is not running at http://127.0.0.1:{closed_port} (could not connect)"
         assert (await http.get("/capacity")).json()["models"] == []
+
+
+async def test_embed_through_api_embed(engine: OllamaEngine, ollama_server: RunningServer) -> None:
+    result = await engine.embed("nomic-embed-text:latest", ["tide", "low water"], dimensions=4)
+    assert result.vectors == [[4.0, 1.0, 1.0, 1.0], [9.0, 1.0, 1.0, 1.0]]
+    assert result.prompt_tokens == 4  # Ollama's prompt_eval_count
+    assert sent(ollama_server)["dimensions"] == 4
+    with pytest.raises(RequestError, match="does not support embeddings"):
+        await engine.embed("llama3.2:3b", ["tide"])
+
+
+async def test_embedding_models_by_show_capabilities(engine: OllamaEngine) -> None:
+    assert await engine.embedding_models() == ["nomic-embed-text:latest"]
+
+
+async def test_worker_capacity_lists_the_embedding_models(start_worker: StartWorker, engine: OllamaEngine) -> None:
+    worker = await start_worker(engine)
+    async with httpx.AsyncClient(base_url=worker.url) as http:
+        capacity = (await http.get("/capacity")).json()
+        response = await http.post("/v1/embeddings", json={"model": "nomic-embed-text", "input": "tide"})
+    assert capacity["embeddingModels"] == ["nomic-embed-text:latest"]
+    assert response.status_code == 200, response.text
+    assert response.json()["data"][0]["embedding"] == [4.0, 1.0, 1.0]
+    receipt = verify_receipt(decode_receipt_header(response.headers["x-lobstah-receipt"])).receipt
+    assert (receipt.input_tokens, receipt.output_tokens) == (2, 0)

@@ -1,0 +1,89 @@
+"""One auth rule: a router with ``--api-key`` wants the key on every route but ``/`` and
+``/pubkey``; CORS preflights stay open (browsers send them without credentials)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import ollama
+import pytest
+
+from lobstah_core.errors import LobstahError
+from lobstah_core.protocol import Identity
+from lobstah_core.remote import RemoteNode
+from lobstah_core.router.app import OPEN_PATHS
+
+from ..conftest import StartWorker
+from .conftest import StartRouter, add_peer
+
+KEY = "s3cret"
+WORKER = Identity.from_seed(b"\xb1" * 32)
+
+
+@pytest.fixture
+async def router(start_worker: StartWorker, start_router: StartRouter, router_home: Path) -> Any:
+    add_peer(router_home, await start_worker(identity=WORKER), WORKER.pubkey)
+    return await start_router(api_key=KEY)
+
+
+def every_route(router: Any) -> list[tuple[str, str]]:
+    """(method, a concrete path) for every route the app has, whoever added it."""
+    routes = []
+    for route in router.runner.app.router.routes():
+        if route.method in ("HEAD", "OPTIONS", "*"):
+            continue
+        path = re.sub(r"\{[^}]+\}", "x", route.resource.canonical)
+        routes.append((route.method, path))
+    return routes
+
+
+async def test_every_route_but_two_wants_the_key(router: Any) -> None:
+    routes = every_route(router)
+    paths = {path for _, path in routes}
+    assert {"/balance", "/peers", "/events", "/metrics", "/v1/models", "/api/tags", "/api/chat"} <= paths
+    async with httpx.AsyncClient(base_url=router.url, timeout=20) as http:
+        for method, path in routes:
+            without = await http.request(method, path, json={})
+            wrong = await http.request(method, path, json={}, headers={"Authorization": "Bearer nope"})
+            if path in OPEN_PATHS:
+                assert without.status_code == 200, path
+                continue
+            for response in (without, wrong):
+                assert response.status_code == 401, (method, path, response.status_code)
+                error = response.json()["error"]
+                message = error if path.startswith("/api/") else error["message"]  # Ollama's shape there
+                assert "API key" in message, (method, path)
+        for path in ("/balance", "/peers", "/metrics", "/api/tags", "/v1/models"):
+            assert (await http.get(path, headers={"Authorization": f"Bearer {KEY}"})).status_code == 200, path
+
+
+async def test_preflights_stay_open(router: Any) -> None:
+    async with httpx.AsyncClient(base_url=router.url) as http:
+        response = await http.options("/api/chat", headers={
+            "Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type"})
+    assert response.status_code == 204
+    assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+
+
+async def test_ollama_clients_send_the_key(router: Any) -> None:
+    with pytest.raises(ollama.ResponseError) as raised:
+        await ollama.AsyncClient(host=router.url).list()
+    assert raised.value.status_code == 401
+    listed = await ollama.AsyncClient(host=router.url, headers={"Authorization": f"Bearer {KEY}"}).list()
+    assert [m.model for m in listed.models] == ["demo-fast", "demo-smart"]
+
+
+async def test_attach_with_the_key(router: Any) -> None:
+    with pytest.raises(LobstahError, match="wants its API key"):
+        await RemoteNode(router.url).start()
+    node = RemoteNode(router.url, api_key=KEY)
+    await node.start()
+    try:
+        snapshot = await node.snapshot()
+        assert [peer.pubkey for peer in snapshot.peers] == [WORKER.pubkey]
+    finally:
+        await node.stop()
