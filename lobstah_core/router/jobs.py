@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..engines.base import usage_of
 from ..errors import NotFound
 from ..protocol.identity import Identity
 from ..protocol.request_signing import sign_request
@@ -46,8 +47,12 @@ class RouterJobs:
 
     async def submit(self, raw: bytes, model: str) -> web.Response:
         answer = await self.dispatcher.fetch(Call(_JOBS_PATH, raw, model, "batch"))
-        body, peer = json.loads(answer.body), answer.peer
-        mapped = await asyncio.to_thread(self.job_map.create, peer.pubkey, body["jobId"], body.get("createdAt", self._clock_ms()))
+        body, peer = _peer_json(answer.body, answer.peer), answer.peer
+        if not isinstance(body.get("jobId"), str):
+            raise PeerUnreachable(f"peer {peer.name} accepted the job without a jobId")
+        created = body.get("createdAt")
+        created = created if isinstance(created, int) else self._clock_ms()
+        mapped = await asyncio.to_thread(self.job_map.create, peer.pubkey, body["jobId"], created)
         return web.json_response({**body, "jobId": mapped.job_id}, status=202)
 
     async def poll(self, job_id: str) -> web.Response:
@@ -55,11 +60,13 @@ class RouterJobs:
         status, body = await self._call(peer, "GET", f"{_JOBS_PATH}/{mapped.worker_job_id}")
         if status != 200:
             return web.Response(body=body, status=status, content_type="application/json")
-        record: dict[str, Any] = json.loads(body)
+        record = _peer_json(body, peer)
         signed = record.pop("signedReceipt", None)
         if record.get("status") == "done" and signed is not None and not mapped.ledgered:
             if await asyncio.to_thread(self.job_map.mark_ledgered, job_id):
-                self.desk.accept_later(signed, peer.pubkey)
+                result = record.get("result")
+                # Checked against the usage the worker reported with it (reason "inflated").
+                self.desk.accept_later(signed, peer.pubkey, usage_of(result) if isinstance(result, dict) else None)
         return web.json_response({**record, "jobId": job_id})
 
     async def cancel(self, job_id: str) -> web.Response:
@@ -89,3 +96,18 @@ class RouterJobs:
                 reply.release()
         except PeerUnreachable as exc:
             raise PeerUnreachable(f"peer {peer.name}: {exc.message}") from None
+
+
+def _peer_json(body: bytes, peer: Peer) -> dict[str, Any]:
+    """A peer's JSON object answer.
+
+    Raises:
+        PeerUnreachable: not a JSON object (or nested past any sane depth): the peer's fault.
+    """
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        value = None
+    if not isinstance(value, dict):
+        raise PeerUnreachable(f"peer {peer.name} answered with something that is not a JSON object")
+    return value

@@ -62,3 +62,35 @@ async def test_cancel_and_unknown_ids(start_worker: StartWorker, start_router: S
         missing = await http.get(f"/v1/jobs/{second}")
         assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found"
         assert (await http.post("/v1/jobs", json={**JOB, "stream": True})).status_code == 400
+
+
+async def test_a_hostile_job_answer_is_the_peers_fault_not_a_crash(start_router: StartRouter, router_home: Path) -> None:
+    from aiohttp import web as aioweb
+
+    from lobstah_core.http import RunningServer
+
+    from ..conftest import WORKER
+
+    async def capacity(request: aioweb.Request) -> aioweb.Response:
+        return aioweb.json_response({"pubkey": WORKER.pubkey, "models": ["demo-fast"], "queueDepth": 0})
+
+    async def accept(request: aioweb.Request) -> aioweb.Response:
+        return aioweb.json_response({"jobId": "j1", "status": "queued", "createdAt": 1}, status=202)
+
+    async def poll(request: aioweb.Request) -> aioweb.Response:
+        return aioweb.Response(body=b"[" * 30_000 + b"]" * 30_000, content_type="application/json")
+
+    app = aioweb.Application()
+    app.router.add_get("/capacity", capacity)
+    app.router.add_post("/v1/jobs", accept)
+    app.router.add_get("/v1/jobs/{id}", poll)
+    hostile = await RunningServer(app, "127.0.0.1", 0, "hostile").start()
+    try:
+        add_peer(router_home, hostile, WORKER.pubkey)
+        router = await start_router()
+        async with httpx.AsyncClient(base_url=router.url, timeout=20) as http:
+            job = (await http.post("/v1/jobs", json={"model": "demo-fast", "messages": [{"role": "user", "content": "x"}]})).json()
+            polled = await http.get(f"/v1/jobs/{job['jobId']}")
+        assert polled.status_code == 502 and polled.json()["error"]["type"] == "peer_unreachable"
+    finally:
+        await hostile.stop()
