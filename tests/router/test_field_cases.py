@@ -323,11 +323,13 @@ async def test_a_stopped_worker_is_failed_over_and_excluded(start_worker: StartW
     )
     try:
         async with httpx.AsyncClient(timeout=20) as http:
-            for _ in range(100):
+            stopped_key = None
+            for _ in range(600):  # the process starting up (bounded: 60 s on a loaded machine)
                 with contextlib.suppress(httpx.HTTPError):
                     stopped_key = (await http.get(f"http://127.0.0.1:{port}/pubkey")).json()["pubkey"]
                     break
                 await asyncio.sleep(0.1)
+            assert stopped_key is not None, "the worker process did not start"
             PeerStore(router_home / "peers.json").add(Peer(pubkey=stopped_key, url=f"http://127.0.0.1:{port}", label="stopped"))
             add_peer(router_home, await start_worker(identity=WORKER), WORKER.pubkey, label="good")
             router = await start_router(first_byte_timeout=0.5, idle_timeout=0.5, probe_timeout=0.3)
