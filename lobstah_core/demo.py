@@ -101,6 +101,7 @@ class DemoGrid:
                 router=RouterSettings(port=0, capacity_interval=5, exclusion_seconds=exclusion_seconds),
                 worker=WorkerSettings(port=0, label="this node", check_credit=False),
                 engine=EngineSettings(name="demo", first_token_delay=0.2, tokens_per_second=60.0),
+                serve_self=False,
             ),
             load_or_create_identity(identity_path), identity_path, root / "router",
         )

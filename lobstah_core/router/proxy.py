@@ -192,7 +192,7 @@ class Proxy:
     async def _send(self, peer: Peer, raw: bytes, attempts: _Attempts, path: str) -> PeerReply | web.Response | None:
         """Send to one peer. Returns its 2xx reply (in flight), a 4xx response to pass back to
         the client, or ``None`` when the next peer should be tried."""
-        if peer.source != "manual" and not await self._url_still_safe(peer, attempts):
+        if peer.source in ("tracker", "nostr") and not await self._url_still_safe(peer, attempts):
             return None
         headers = {"Content-Type": "application/json", **sign_request(self.identity, "POST", path, raw, self._clock_ms())}
         state = self.health.of(peer.pubkey)

@@ -32,10 +32,13 @@ def rank(
     """
     count = len(candidates)
 
-    def key(item: tuple[int, Peer]) -> tuple[int, int, int]:
+    def key(item: tuple[int, Peer]) -> tuple[bool, int, int, int]:
         index, peer = item
         state = health[peer.pubkey]
         tier = state.capacity.tier if state.capacity else None
-        return (tier != preferred_tier if preferred_tier else 0, state.load, (index - rotation) % count)
+        # A node serves itself first while its own worker has a free slot (issue 19).
+        slots = (state.capacity.concurrency if state.capacity else None) or 1
+        own_and_free = peer.source == "self" and state.load < slots
+        return (not own_and_free, tier != preferred_tier if preferred_tier else 0, state.load, (index - rotation) % count)
 
     return [peer for _, peer in sorted(enumerate(candidates), key=key)]
