@@ -36,6 +36,7 @@ from .protocol.identity import Identity
 from .protocol.request_signing import sign_request
 from .router.app import ROUTER
 from .router.peers import Peer, PeerStore
+from .tasks import cancel_and_wait
 from .worker.app import create_app as create_worker
 
 __all__ = ["DemoGrid", "DemoWorker", "DEMO_WORKERS", "REAL_MODEL_WORKER", "main"]
@@ -107,6 +108,7 @@ class DemoGrid:
                 router=RouterSettings(port=0, capacity_interval=5, exclusion_seconds=exclusion_seconds),
                 worker=WorkerSettings(port=0, label="this node", check_credit=False),
                 engine=EngineSettings(name="demo", first_token_delay=0.2, tokens_per_second=60.0),
+                serve_self=False,
             ),
             load_or_create_identity(identity_path), identity_path, root / "router",
         )
@@ -153,23 +155,34 @@ class DemoGrid:
         """A gentle stream of requests until cancelled: most through our router (we spend), a
         ``served_share`` from the other demo nodes to our worker, signed by them (we earn)."""
         assert self.router is not None
+        in_flight: set[asyncio.Task[None]] = set()
         async with aiohttp.ClientSession() as session:
-            while True:
-                body = {
-                    "model": self._rng.choice(["demo-fast", "demo-smart"]),
-                    "messages": [{"role": "user", "content": self._rng.choice(PROMPTS)}],
-                    "max_tokens": self._rng.randint(8, 40),
-                    "stream": self._rng.random() < 0.4,
-                }
-                raw = json.dumps(body).encode()
-                headers = {"Content-Type": "application/json"}
-                base = self.router.url
-                if self.node.worker is not None and self._peers and self._rng.random() < served_share:
-                    requester = self._rng.choice(self._peers)
-                    headers.update(sign_request(requester, "POST", CHAT_PATH, raw, wall_clock_ms()))
-                    base = self.node.worker.url
-                asyncio.create_task(self._one(session, base + CHAT_PATH, raw, headers))
-                await asyncio.sleep(every * self._rng.uniform(0.5, 1.5))
+            try:
+                await self._send_forever(session, in_flight, every, served_share)
+            finally:  # requests still out end with the traffic, before their session closes
+                await asyncio.gather(*(cancel_and_wait(task) for task in in_flight))
+
+    async def _send_forever(self, session: aiohttp.ClientSession, in_flight: set[asyncio.Task[None]],
+                            every: float, served_share: float) -> None:
+        assert self.router is not None
+        while True:
+            body = {
+                "model": self._rng.choice(["demo-fast", "demo-smart"]),
+                "messages": [{"role": "user", "content": self._rng.choice(PROMPTS)}],
+                "max_tokens": self._rng.randint(8, 40),
+                "stream": self._rng.random() < 0.4,
+            }
+            raw = json.dumps(body).encode()
+            headers = {"Content-Type": "application/json"}
+            base = self.router.url
+            if self.node.worker is not None and self._peers and self._rng.random() < served_share:
+                requester = self._rng.choice(self._peers)
+                headers.update(sign_request(requester, "POST", CHAT_PATH, raw, wall_clock_ms()))
+                base = self.node.worker.url
+            task = asyncio.create_task(self._one(session, base + CHAT_PATH, raw, headers))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+            await asyncio.sleep(every * self._rng.uniform(0.5, 1.5))
 
     async def _one(self, session: aiohttp.ClientSession, url: str, raw: bytes, headers: dict[str, str]) -> None:
         with contextlib.suppress(aiohttp.ClientError):

@@ -30,7 +30,7 @@ from .protocol.identity import Identity
 from .protocol.url_safety import UrlPolicy
 from .router.app import ROUTER
 from .router.app import create_app as create_router
-from .router.peers import PeerStore
+from .router.peers import Peer, PeerStore
 from .tracker import create_app as create_tracker
 from .worker.app import SERVICE
 from .worker.app import create_app as create_worker
@@ -68,6 +68,9 @@ class NodeSettings(BaseModel):
     advertise: AdvertiseSettings | None = None
     #: Where peers come from when the sync switch is on.
     sync: SyncSettings = SyncSettings()
+    #: The router uses this node's own worker, first while it has a free slot (the demo turns
+    #: it off, so that its traffic shows the grid rather than the node talking to itself).
+    serve_self: bool = True
 
 
 class Switches(BaseModel):
@@ -122,6 +125,10 @@ class Node:
         if self.settings.router is not None:
             app = create_router(self.settings.router, self.identity, self.home, bus=self.bus)
             self.router = await RunningServer(app, self.settings.router.host, self.settings.router.port, "router").start()
+            if self.worker is not None and self.settings.serve_self:
+                # A node serves itself: its worker is always one of its router's candidates.
+                own = Peer(pubkey=self.identity.pubkey, url=_loopback_url(self.worker), label="this node", source="self")
+                self.router.runner.app[ROUTER].directory.serve_self(own)
         if self.switches.advertise:
             await self._start_advertising()
         if self.switches.sync:
@@ -245,3 +252,12 @@ class Node:
         temporary = self._switches_path.with_name(f".node.json.{os.getpid()}.tmp")
         temporary.write_text(json.dumps(self.switches.model_dump(), indent=2) + "\n", encoding="utf-8")
         os.replace(temporary, self._switches_path)
+
+
+
+def _loopback_url(server: RunningServer) -> str:
+    """Where this process reaches ``server``: one bound to all interfaces is on loopback too."""
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(server.host)
+    if host is None:
+        return server.url
+    return f"http://{host}:{server.port}"

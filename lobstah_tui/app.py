@@ -200,6 +200,8 @@ class LobstahApp(App[None]):
         panel.start(prompt, self.model)
         try:
             async for piece in self.node.chat_stream(self.model, prompt):
+                if not self._showing():
+                    return  # the app is closing while the answer still streams
                 panel.append(piece)
         except LobstahError as exc:
             panel.fail(exc.message)

@@ -26,10 +26,11 @@ async def shoot() -> None:
         app = LobstahApp(demo.node, demo)
         async with app.run_test(size=(120, 36)) as pilot:
             table = app.query_one(PeersPanel)
-            for _ in range(600):  # until receipts flow and the flaky peer has been excluded
+            for _ in range(600):  # until receipts flow both ways and the flaky peer has been excluded
                 await pilot.pause(0.1)
                 states = [str(table.get_row(key)[1]) for key in table.rows]
-                if len(app.query_one(ReceiptsPanel).lines) > 8 and any("excluded" in s for s in states):
+                lines = [line.text for line in app.query_one(ReceiptsPanel).lines]
+                if len(lines) > 8 and any("earned" in line for line in lines) and any("excluded" in s for s in states):
                     break
             app.save_screenshot("dashboard.svg", path=str(OUT))
             await pilot.press("p")

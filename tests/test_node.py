@@ -31,6 +31,7 @@ async def test_router_and_worker_in_one_loop_share_one_bus(tmp_path: Path) -> No
         await node.start()
         try:
             assert node.worker is not None and node.router is not None
+            # An entry for its own key (as `peers add` once had to write) gives way to the node itself.
             PeerStore(tmp_path / "peers.json").add(Peer(pubkey=identity.pubkey, url=node.worker.url, label="self"))
             async with httpx.AsyncClient(base_url=node.router.url) as http:
                 for _ in range(50):  # the router follows peers.json and probes the new peer
@@ -45,7 +46,7 @@ async def test_router_and_worker_in_one_loop_share_one_bus(tmp_path: Path) -> No
                     kinds.add(type(await events.get()))
             snap = await node.snapshot()
             assert snap.router_url == node.router.url and snap.worker_queue_depth == 0
-            assert [(p.label, p.state, p.models) for p in snap.peers] == [("self", "healthy", ("demo-fast", "demo-smart"))]
+            assert [(p.label, p.source, p.models) for p in snap.peers] == [("this node", "self", ("demo-fast", "demo-smart"))]
             assert snap.balance is not None and snap.balance.self.net == 0 and snap.balance.totals.receipts == 1
             assert len(snap.recent) == 1
             assert snap.advertise == (False, "off") and snap.sync == (False, "off")

@@ -56,6 +56,24 @@ class PeerDirectory:
         self._mtime: float | None = -1.0
         self.peers: dict[str, Peer] = {}
         self.load_error: str | None = None
+        #: The node's own worker, when the router runs in a node that has one (see serve_self).
+        self.own: Peer | None = None
+
+    def serve_self(self, worker: Peer) -> None:
+        """Make the node's own ``worker`` a peer whatever peers.json says (and probe it now).
+
+        It takes the place of an entry with the same key in peers.json: a node that once had to
+        ``peers add`` its own key keeps working. No credit moves between a node and itself: the
+        receipt has the same key on both sides, so earned and spent grow alike and net stays.
+        """
+        self.own = worker
+        self._put_own_first()
+        self._probes[worker.pubkey] = asyncio.create_task(self._probe(worker))
+
+    def _put_own_first(self) -> None:
+        if self.own is not None:
+            others = {key: peer for key, peer in self.peers.items() if key != self.own.pubkey}
+            self.peers = {self.own.pubkey: self.own, **others}
 
     def reload(self) -> bool:
         """Re-read peers.json if it changed (a broken file keeps the last good list).
@@ -75,6 +93,7 @@ class PeerDirectory:
             return False
         self.load_error = None
         self.peers = {peer.pubkey: peer for peer in peers}
+        self._put_own_first()
         return any(self.health.of(peer.pubkey).capacity_at is None for peer in peers)
 
     def active(self) -> list[Peer]:

@@ -20,7 +20,8 @@ from ..protocol.wire import Pubkey, WireModel, describe_validation_error
 
 __all__ = ["Peer", "PeerSource", "PeerStore", "PeerListError"]
 
-PeerSource = Literal["manual", "tracker", "nostr"]
+#: How a peer became known; ``self`` is the node's own worker (never in peers.json).
+PeerSource = Literal["manual", "tracker", "nostr", "self"]
 
 
 class PeerListError(LobstahError):

@@ -1,7 +1,8 @@
 """Choosing the order in which peers are tried for one request.
 
-Candidates are peers that are not excluded and whose cached capacity lists the model. Peers
-with a free slot come first (load below the concurrency they reported; unknown concurrency
+Candidates are peers that are not excluded and whose cached capacity lists the model. The
+node's own worker comes first while it has a free slot (issue 19), then peers
+with a free slot (load below the concurrency they reported; unknown concurrency
 counts as free), then peers of the fitting tier (interactive for streams, batch for jobs) — no
 peer is refused for its tier — then the least loaded (our in-flight calls plus the queue depth
 it reported); ties rotate so equal peers share the work.
@@ -35,12 +36,14 @@ def rank(
     """
     count = len(candidates)
 
-    def key(item: tuple[int, Peer]) -> tuple[bool, bool, int, int]:
+    def key(item: tuple[int, Peer]) -> tuple[bool, bool, bool, int, int]:
         index, peer = item
         state = health[peer.pubkey]
         capacity = state.capacity
         tier = capacity.tier if capacity else None
         full = bool(capacity and capacity.concurrency and state.load >= capacity.concurrency)
-        return (full, bool(preferred_tier) and tier != preferred_tier, state.load, (index - rotation) % count)
+        # A node serves itself first while its own worker has a free slot (issue 19).
+        own_and_free = peer.source == "self" and state.load < ((capacity.concurrency if capacity else None) or 1)
+        return (not own_and_free, full, bool(preferred_tier) and tier != preferred_tier, state.load, (index - rotation) % count)
 
     return [peer for _, peer in sorted(enumerate(candidates), key=key)]

@@ -2,7 +2,7 @@
 
 A discovered peer's URL was checked when it was merged, but DNS may point its name elsewhere
 since (rebinding), so every call to such a peer checks the addresses again. Peers the operator
-added by hand are trusted as written (they may be loopback).
+added by hand, and the node's own worker, are trusted as written (they may be loopback).
 """
 
 from __future__ import annotations
@@ -31,5 +31,5 @@ class PeerUrlGuard:
         Raises:
             UnsafeUrl: a discovered peer whose URL or resolved addresses are refused.
         """
-        if peer.source != "manual":
+        if peer.source in ("tracker", "nostr"):  # discovered; manual and self are trusted
             check_peer_url(peer.url, await self._resolve(peer_url_host(peer.url)), self.policy)

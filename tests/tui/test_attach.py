@@ -30,7 +30,7 @@ async def test_attached_dashboard_follows_a_headless_node(tmp_path: Path) -> Non
         PeerStore(tmp_path / "peers.json").add(Peer(pubkey=identity.pubkey, url=node.worker.url, label="attic"))
         app = LobstahApp(RemoteNode(node.router.url))
         async with app.run_test(size=(120, 36)) as pilot:
-            await wait_for(pilot, lambda: "healthy" in peer_states(app).get("attic", ""))
+            await wait_for(pilot, lambda: "healthy" in peer_states(app).get("this node", ""))
             async with httpx.AsyncClient(base_url=node.router.url) as http:
                 reply = await http.post("/v1/chat/completions", json={"model": "demo-fast", "messages": [{"role": "user", "content": "seen?"}]})
                 assert reply.status_code == 200
