@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,3 +42,48 @@ async def test_a_request_body_that_stalls_is_not_held_open_forever(tmp_path: Pat
             writer.close()
     finally:
         await server.stop()
+
+
+def _run_briefly(home: Path, *args: str, seconds: float = 12) -> subprocess.CompletedProcess[str] | None:
+    """Run ``lobstah-core ARGS``; None if it was still running (serving) after ``seconds``."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lobstah_core", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "LOBSTAH_HOME": str(home)},
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate(timeout=10)
+        return None
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("worker", "start", "--engine", "openai", "--upstream", "notaurl"),
+        ("worker", "start", "--engine", "openai", "--upstream", "ftp://127.0.0.1/v1"),
+        ("worker", "start", "--engine", "ollama", "--upstream", "not a url"),
+        ("worker", "start", "--engine", "demo", "--demo-tps", "nan"),
+        ("worker", "start", "--engine", "demo", "--demo-tps", "-1"),
+        ("worker", "start", "--engine", "demo", "--demo-delay", "nan"),
+        ("serve", "--no-worker", "--seconds", "nan"),
+    ],
+    ids=["upstream-no-scheme", "upstream-ftp", "ollama-upstream-spaces", "demo-tps-nan", "demo-tps-negative", "demo-delay-nan", "serve-seconds-nan"],
+)
+def test_bad_flag_values_are_one_line_errors_not_a_running_server(home: Path, args: tuple[str, ...]) -> None:
+    """README CLI reference: failures print one line on stderr and exit non-zero. A URL that is
+    no http(s) URL, or a NaN/negative rate, is refused up front like --connect-timeout nan is,
+    rather than starting a server whose every request then fails (or that never stops)."""
+    port = ["--port", str(_free_port())] if args[0] == "worker" else ["--router-port", str(_free_port())]
+    result = _run_briefly(home, *args, *port)
+    assert result is not None, f"`lobstah-core {' '.join(args)}` started and kept running"
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
