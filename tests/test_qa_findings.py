@@ -87,3 +87,18 @@ def test_bad_flag_values_are_one_line_errors_not_a_running_server(home: Path, ar
     assert result is not None, f"`lobstah-core {' '.join(args)}` started and kept running"
     assert result.returncode != 0
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [("ledger", "export"), ("ledger", "import", "-")], ids=["export", "import"])
+def test_ledger_commands_with_a_home_that_is_a_file_are_one_line_errors(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """README: every command honours LOBSTAH_HOME; failures print one line and exit non-zero.
+    `whoami`, `peers list`, `router start` already say "Not a directory" in one line; `ledger`
+    dies with a FileExistsError traceback from mkdir."""
+    home = tmp_path / "home-is-a-file"
+    home.write_text("not a directory\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "lobstah_core", *args], input="", capture_output=True, text=True,
+        env={**os.environ, "LOBSTAH_HOME": str(home)}, timeout=60,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
