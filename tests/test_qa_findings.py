@@ -7,16 +7,20 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from lobstah_core.config import WorkerSettings
 from lobstah_core.engines.demo import DemoEngine
+from lobstah_core.errors import EngineError
 from lobstah_core.http import RunningServer
 from lobstah_core.worker import create_app
 
-from .conftest import WORKER
+from .conftest import WORKER, StartRouter, StartWorker, add_peer
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/jobs"])
@@ -102,3 +106,38 @@ def test_ledger_commands_with_a_home_that_is_a_file_are_one_line_errors(tmp_path
     )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+class _BreaksOffMidStream(DemoEngine):
+    """An engine whose answer breaks off after two pieces (an upstream that dies mid-stream)."""
+
+    async def stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        count = 0
+        async for piece in super().stream(request):
+            yield piece
+            count += 1
+            if count == 2:
+                # what OpenAICompatibleEngine raises when its upstream resets mid-answer
+                raise EngineError("upstream http://127.0.0.1:1/v1 failed: Response payload is not completed")
+
+
+async def test_an_engine_that_breaks_off_mid_stream_counts_as_a_failure_of_its_peer(
+    start_worker: StartWorker, start_router: StartRouter, router_home: Path
+) -> None:
+    """README failure table: "the peer (or its engine) answers ... a body that breaks off" is a
+    failure, "two in a row exclude it for 30 s". The same breakage on a plain request (worker
+    502) is counted, and so is a worker process that dies mid-stream; but when the *engine*
+    (an OpenAI-compatible upstream) breaks off, the worker ends its stream with an error event
+    and [DONE], and the router records nothing, so a worker whose engine always dies mid-answer stays healthy and keeps getting
+    every stream."""
+    worker = await start_worker(_BreaksOffMidStream(first_token_delay=0, tokens_per_second=0))
+    add_peer(router_home, worker, WORKER.pubkey, label="w1")
+    router = await start_router()
+    body = {"model": "demo-fast", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    async with httpx.AsyncClient(base_url=router.url, timeout=20) as http:
+        for _ in range(2):
+            response = await http.post("/v1/chat/completions", json=body)
+            assert response.status_code == 200 and '"error"' in response.text  # the stream failed
+            assert response.text.rstrip().endswith("data: [DONE]")
+        health = (await http.get("/peers")).json()[0]["health"]
+    assert health["consecutiveFailures"] >= 2 and health["state"] == "excluded", health
