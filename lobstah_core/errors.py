@@ -21,6 +21,7 @@ __all__ = [
     "RetryLater",
     "RequestError",
     "InvalidJson",
+    "RequestTimeout",
     "UnsupportedMediaType",
     "PayloadTooLarge",
     "Unauthorized",
@@ -121,6 +122,14 @@ class RequestError(LobstahError):
 
 class InvalidJson(RequestError):
     type = "invalid_json"
+
+
+class RequestTimeout(RequestError):
+    """The client stopped sending its request midway; the server closes the connection."""
+
+    type = "request_timeout"
+    status = 408
+    close_connection = True
 
 
 class UnsupportedMediaType(RequestError):

@@ -31,9 +31,11 @@ from .errors import (
     LobstahError,
     PayloadTooLarge,
     RequestError,
+    RequestTimeout,
     UnsupportedMediaType,
 )
 from .protocol.wire import describe_validation_error
+from .timeouts import PhaseTimeout, Timeouts, idle_chunks
 
 __all__ = [
     "error_middleware",
@@ -63,6 +65,8 @@ _HTTP_TYPES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_la
 #: server closes it (long enough for clients' keep-alive pools, short enough that hundreds of
 #: idle sockets cannot exhaust a Mac's 256 open files).
 IDLE_CONNECTION_S = 20.0
+#: The app's idle limit in seconds, while a request body arrives (set by RunningServer).
+BODY_IDLE_S = web.AppKey("body_idle_s", float)
 #: How a committed stream reports an error: bytes to write, then the stream ends.
 _OPEN_STREAM = web.RequestKey("open_stream", tuple)
 #: How a request's error bodies are shaped when not as ``{"error": {"type", "message"}}``: a
@@ -117,6 +121,10 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     try:
         return await handler(request)
     except LobstahError as error:
+        if getattr(error, "close_connection", False):
+            response = error_response(error)
+            response.force_close()  # the rest of its body is not worth waiting for
+            return response
         if _OPEN_STREAM in request:
             log.warning("stream on %s ended by an error: %s", request.path, error.message)
             return await _end_stream(request, error.to_body())
@@ -157,16 +165,28 @@ async def read_body(request: web.Request) -> bytes:
     Raises:
         UnsupportedMediaType: the body is not declared as JSON.
         PayloadTooLarge: over the app's ``client_max_size``.
+        RequestTimeout: the body stalled for the server's idle limit (the connection is closed).
     """
     if request.content_type != "application/json":
         raise UnsupportedMediaType(
             f"send the body as application/json, not {request.content_type or 'nothing'}"
         )
+    limit = request.app.get(MAX_BODY, request.client_max_size)
+    idle = request.app.get(BODY_IDLE_S, IDLE_CONNECTION_S)
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"request body is larger than the {limit}-byte limit")
+    pieces, size = [], 0
     try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        limit = request.app.get(MAX_BODY, request.client_max_size)
-        raise PayloadTooLarge(f"request body is larger than the {limit}-byte limit") from None
+        # Each piece within the idle limit: a client that stalls mid-body would otherwise hold
+        # its handler and socket for good (the connection's idle timer does not run meanwhile).
+        async for piece in idle_chunks(request.content.readany, Timeouts(idle_s=idle)):
+            size += len(piece)
+            if size > limit:
+                raise PayloadTooLarge(f"request body is larger than the {limit}-byte limit")
+            pieces.append(piece)
+    except PhaseTimeout:
+        raise RequestTimeout(f"the request body stopped arriving for {idle:g} s") from None
+    return b"".join(pieces)
 
 
 def parse_body(raw: bytes, model_type: type[M]) -> M:
@@ -246,9 +266,14 @@ class RunningServer:
     ) -> None:
         # handler_cancellation: a client that hangs up cancels its handler, and with it any
         # engine call or upstream request the handler was waiting on.
+        # lingering_time: how long the rest of a body is drained after an early answer (a 413,
+        # a 408 for a stalled body), so the client reads the answer rather than a reset.
         self.runner: web.AppRunner = _AppRunner(
-            app, handler_cancellation=True, keepalive_timeout=idle_connection_s
+            app, handler_cancellation=True, keepalive_timeout=idle_connection_s,
+            lingering_time=min(idle_connection_s, 2.0),
         )
+        if BODY_IDLE_S not in app:
+            app[BODY_IDLE_S] = idle_connection_s
         self.host, self.port, self.what = host, port, what
 
     @property

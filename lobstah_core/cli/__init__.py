@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from ..config import Settings
 from ..errors import LobstahError, describe_os_error
 from . import batch, identity, ledger, openclaw, peers, router, serve, tracker, worker
-from .common import first_line
+from .common import OneLineParser, first_line
 
 __all__ = ["main", "build_parser"]
 
@@ -51,7 +51,7 @@ def _fail(line: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``lobstah-core`` command."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="lobstah-core",
         description="A node of the Lobstah peer-to-peer LLM inference grid.",
     )

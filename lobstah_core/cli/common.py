@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -16,7 +16,7 @@ from ..timeouts import Timeouts
 
 __all__ = [
     "CliError", "Command", "add_command", "add_json_flag", "print_json", "first_line",
-    "add_timeout_flags", "timeouts_from",
+    "add_timeout_flags", "timeouts_from", "finite_non_negative", "finite_positive", "OneLineParser",
 ]
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -75,3 +75,38 @@ def timeouts_from(args: argparse.Namespace) -> Timeouts:
         if value is not None and not value > 0:
             raise CliError(f"--{flag.replace('_', '-')}-timeout: must be a positive number of seconds, not {value}")
     return Timeouts(args.connect_timeout, args.first_byte_timeout, args.idle_timeout, args.total_timeout)
+
+
+def finite_non_negative(text: str) -> float:
+    """An argparse type: a finite number >= 0 (seconds, tokens per second).
+
+    Raises:
+        argparse.ArgumentTypeError: anything else, NaN and infinity included.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (0 <= value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text}")
+    return value
+
+
+def finite_positive(text: str) -> float:
+    """An argparse type: a finite number > 0 (a duration that must pass).
+
+    Raises:
+        argparse.ArgumentTypeError: anything else, NaN, zero and infinity included.
+    """
+    value = finite_non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose refusals are one line on stderr (exit status 2), as every
+    other failure of the CLI is, instead of argparse's usage block; ``--help`` still shows it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

@@ -16,7 +16,7 @@ from ..event_log import describe
 from ..http import wait_for_shutdown
 from ..identity_file import load_or_create_identity
 from ..node import Node
-from .common import CliError, add_command, first_line
+from .common import CliError, add_command, finite_positive, first_line
 from .node_flags import add_node_flags, node_settings, node_warnings
 
 
@@ -28,7 +28,7 @@ def register(commands: Any) -> None:
                        help="turn the advertise switch on or off (remembered; default: as last time, off at first)")
     serve.add_argument("--sync", action=argparse.BooleanOptionalAction, default=None,
                        help="turn the sync switch on or off (remembered; default: as last time, off at first)")
-    serve.add_argument("--seconds", type=float, help="stop after this long (default: until SIGINT/SIGTERM)")
+    serve.add_argument("--seconds", type=finite_positive, help="stop after this long (default: until SIGINT/SIGTERM)")
     serve.add_argument("--api-key", help="require this key on every route of the router but / and /pubkey (default: any key)")
 
 

@@ -15,7 +15,7 @@ from ..engines import ENGINE_NAMES, build_engine
 from ..identity_file import load_or_create_identity
 from ..worker.run import run_worker
 from .advertise import add_advertise_flags, advertise_settings
-from .common import CliError, add_command, add_timeout_flags, first_line, timeouts_from
+from .common import CliError, add_command, add_timeout_flags, finite_non_negative, first_line, timeouts_from
 
 
 def register(commands: Any) -> None:
@@ -46,9 +46,9 @@ def register(commands: Any) -> None:
                        help="refuse requests without a valid x-lobstah-signature")
     add_advertise_flags(start)
     add_timeout_flags(start, "the upstream engine (ollama, openai)")
-    start.add_argument("--demo-delay", type=float, default=0.2, metavar="S",
+    start.add_argument("--demo-delay", type=finite_non_negative, default=0.2, metavar="S",
                        help="demo engine: seconds to the first token (default %(default)s)")
-    start.add_argument("--demo-tps", type=float, default=40.0, metavar="N",
+    start.add_argument("--demo-tps", type=finite_non_negative, default=40.0, metavar="N",
                        help="demo engine: tokens per second (default %(default)s)")
     start.add_argument("--demo-reply-tokens", type=int, metavar="N",
                        help="demo engine: length of every reply (default: 16-63 by prompt)")

@@ -8,6 +8,7 @@ for its command line whenever rich is installed, which commands that need no eng
 from __future__ import annotations
 
 from typing import Literal, get_args
+from urllib.parse import urlsplit
 
 from ..timeouts import Timeouts
 from .base import Usage, WorkerEngine
@@ -50,10 +51,13 @@ def build_engine(
     if name == "ollama":
         from .ollama import OllamaEngine
 
+        if upstream is not None:
+            check_upstream_url(upstream if "://" in upstream else f"http://{upstream}")
         return OllamaEngine(host=upstream, timeouts=timeouts)
     if name == "openai":
         if not upstream:
             raise ValueError("--engine openai needs --upstream URL (e.g. http://127.0.0.1:8080/v1)")
+        check_upstream_url(upstream)
         from .openai_compat import OpenAICompatibleEngine
 
         return OpenAICompatibleEngine(upstream, api_key=api_key, timeouts=timeouts)
@@ -69,3 +73,24 @@ def build_engine(
         tokens_per_second=tokens_per_second,
         reply_tokens=reply_tokens,
     )
+
+
+def check_upstream_url(url: str) -> None:
+    """An upstream's address must be ``http(s)://host[:port][/path]``.
+
+    Raises:
+        ValueError: anything else (no scheme, another scheme, spaces, no host), named.
+    """
+    parts = urlsplit(url)
+    problem = None
+    if parts.scheme not in ("http", "https"):
+        problem = "it must start with http:// or https://"
+    elif not parts.hostname or any(c.isspace() for c in url):
+        problem = "it has no host, or spaces in it"
+    else:
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number in range
+        except ValueError:
+            problem = "its port is not a number from 0 to 65535"
+    if problem:
+        raise ValueError(f"--upstream {url!r} is not an upstream URL: {problem} (e.g. http://127.0.0.1:8080/v1)")

@@ -9,6 +9,7 @@ inference.
 from __future__ import annotations
 
 import asyncio
+import math
 import hashlib
 import sys
 from collections.abc import AsyncIterator
@@ -56,8 +57,8 @@ class DemoEngine:
         """
         for what, value in (("first token delay", first_token_delay), ("tokens per second", tokens_per_second),
                             ("reply tokens", reply_tokens or 0)):
-            if value < 0:
-                raise ValueError(f"the demo engine's {what} cannot be negative (got {value})")
+            if not (0 <= value < math.inf):  # NaN fails both comparisons
+                raise ValueError(f"the demo engine's {what} must be a finite number >= 0 (got {value})")
         self._models = list(models)
         self.first_token_delay = first_token_delay
         self.tokens_per_second = tokens_per_second

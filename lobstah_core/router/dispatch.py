@@ -174,6 +174,12 @@ class Stream:
             raise PeerFailedMidStream(f"peer {self.peer.name} failed mid-stream: {exc.message}", self.peer.pubkey) from None
         self.completed = True
 
+    def fail(self, message: str) -> None:
+        """The answer came whole but reports a failure of the peer's own (its engine broke off
+        mid-stream and the worker said so in an error event): count it, as a break would be."""
+        self.completed = False
+        self._health.failed(self.peer.pubkey, message)
+
 
 class _Attempts:
     """What each peer tried for one request said, and how to give up."""

@@ -162,11 +162,14 @@ def _json_object(data: str, peer: str) -> dict[str, Any]:
 
 
 def _require_an_event(dispatcher: Dispatcher, stream: Stream, relay: SseRelay) -> None:
-    """A peer that ended a committed stream before any event failed (counted in its health).
+    """A peer that ended a committed stream before any event failed (counted in its health);
+    so did one whose stream carried an error event (its engine broke off: the worker said so).
 
     Raises:
-        PeerFailedMidStream: it did.
+        PeerFailedMidStream: it ended before any event.
     """
+    if relay.error_event:
+        stream.fail("its stream ended with an error event (the engine failed mid-answer)")
     if not relay.seen_event:
         dispatcher.health.failed(stream.peer.pubkey, "ended its answer before any event")
         raise PeerFailedMidStream(
@@ -227,6 +230,8 @@ class SseRelay:
         self.seen_event = False
         #: The data of the last event that reported ``usage`` (the worker's usage chunk).
         self.usage_event: bytes | None = None
+        #: Whether an error event came through (``data: {"error": ...}``).
+        self.error_event = False
 
     def feed(self, chunk: bytes) -> bytes:
         """Add bytes off the wire; returns the complete events to pass on (maybe none)."""
@@ -238,6 +243,8 @@ class SseRelay:
         self.seen_event = True
         if b'"usage":{' in complete:
             self._note_usage(complete)
+        if b'{"error":' in complete:
+            self.error_event = self.error_event or _has_error_event(complete)
         return self._strip_receipt(complete)
 
     def _note_usage(self, events: bytes) -> None:
@@ -267,6 +274,11 @@ class SseRelay:
             else:  # the mark inside an event's data is not the receipt
                 at = events.find(self._MARK, at + 1)
         return events
+
+
+def _has_error_event(events: bytes) -> bool:
+    """Whether one of these events' data is an error object (not text that mentions one)."""
+    return any(line.startswith((b'data: {"error":', b'data:{"error":')) for line in events.splitlines())
 
 
 def _event_end_from(buffer: bytes, start: int) -> int:
