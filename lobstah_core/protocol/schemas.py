@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from .announcements import SignedAnnouncement, Tier
 from .embeddings import EncodingFormat
 from .receipts import SignedReceipt
-from .wire import EpochMs, Pubkey, SafeCount, WireModel
+from .wire import MAX_SAFE_INTEGER, EpochMs, Pubkey, SafeCount, WireModel
 
 #: The largest token count a request may ask for (and a receipt may carry, issue 15).
 MAX_TOKEN_COUNT = 1_000_000_000
@@ -137,6 +137,13 @@ class ChatCompletionRequest(_OpenAIModel):
     n: Annotated[StrictInt, Field(ge=1, le=128)] | None = None
     max_tokens: TokenLimit | None = None
     max_completion_tokens: TokenLimit | None = None
+    #: Sampling, as OpenAI bounds it (a NaN, a string or 1e99999 is a 400, not the engine's
+    #: problem); ints are kept as sent (``"temperature": 1`` stays 1).
+    temperature: Annotated[StrictInt | float, Field(ge=0, le=2, allow_inf_nan=False)] | None = None
+    top_p: Annotated[StrictInt | float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+    seed: Annotated[StrictInt, Field(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)] | None = None
+    stop: StrictStr | Annotated[list[StrictStr], Field(max_length=16)] | None = None
+    tools: list[dict[str, Any]] | None = None
 
     @property
     def streamed(self) -> bool:

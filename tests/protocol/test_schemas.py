@@ -58,3 +58,19 @@ def test_jobs_cannot_stream() -> None:
 def test_capacity_defaults_to_best_effort() -> None:
     capacity = Capacity.model_validate({"pubkey": "lob1" + "ab" * 32, "models": ["m"], "queueDepth": 0})
     assert capacity.tier == "best-effort"
+
+
+@pytest.mark.parametrize("field", ['"temperature":NaN', '"temperature":"hot"', '"temperature":3', '"top_p":1.5',
+                                   '"seed":1e99999', '"seed":1.5', '"stop":5', '"stop":[1]', '"tools":"x"',
+                                   '"max_tokens":0', '"n":0', '"stream":"yes"'])
+def test_sampling_fields_out_of_bounds_are_refused(field: str) -> None:
+    raw = '{"model":"m","messages":[{"role":"user","content":"x"}],' + field + "}"
+    with pytest.raises(ValidationError):
+        ChatCompletionRequest.model_validate_json(raw)
+
+
+def test_sampling_fields_pass_through_as_sent() -> None:
+    raw = '{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":1,"top_p":0.9,"stop":"\\n","seed":7,"x_vendor":[1]}'
+    body = ChatCompletionRequest.model_validate_json(raw).to_body()
+    assert body["temperature"] == 1 and isinstance(body["temperature"], int)
+    assert (body["top_p"], body["stop"], body["seed"], body["x_vendor"]) == (0.9, "\n", 7, [1])
