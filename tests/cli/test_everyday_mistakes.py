@@ -62,8 +62,9 @@ def test_gossip_fails_when_no_relay_answers(cli: Run, home: Path) -> None:
 
 
 @pytest.mark.parametrize("args, message", [
-    (("worker", "start", "--engine", "demo", "--demo-delay", "-1"), "first token delay cannot be negative"),
-    (("worker", "start", "--engine", "demo", "--demo-tps", "-5"), "tokens per second cannot be negative"),
+    (("worker", "start", "--engine", "demo", "--demo-delay", "-1"), "--demo-delay: must be a finite number >= 0"),
+    (("worker", "start", "--engine", "demo", "--demo-tps", "-5"), "--demo-tps: must be a finite number >= 0"),
+    (("worker", "start", "--engine", "demo", "--demo-tps", "nan"), "--demo-tps: must be a finite number >= 0"),
     (("worker", "start", "--engine", "demo", "--label", "x" * 5000), "at most 64 characters"),
     (("serve", "--engine", "demo", "--label", "x" * 5000), "at most 64 characters"),
     (("peers", "add", PUBKEY, "http://127.0.0.1:1", "x" * 5000, "--no-check"), "at most 64 characters"),
