@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.widgets import DataTable
 
 from lobstah_core.node_view import NodeSnapshot, PeerView
@@ -25,11 +26,15 @@ class PeersPanel(DataTable):
             for pubkey, cells in rows.items():
                 self.add_row(*cells, key=pubkey)
         else:
-            # Same peers: touch only the cells that changed (countdowns, load, latency).
+            # Same peers: touch only the cells that changed (countdowns, load, latency). A column
+            # is re-measured only when a value outgrows it: re-measuring on every change walks
+            # every row, which at 1,000 peers kept the app busy for minutes.
+            columns = self.ordered_columns
             for pubkey, cells in rows.items():
                 for column, (old, new) in enumerate(zip(self.get_row(pubkey), cells, strict=True)):
                     if old != new:
-                        self.update_cell_at((self.get_row_index(pubkey), column), new, update_width=True)
+                        grows = Text.from_markup(new).cell_len > columns[column].content_width
+                        self.update_cell_at((self.get_row_index(pubkey), column), new, update_width=grows)
         self.border_subtitle = f"{len(snapshot.peers)} peers"
 
 
