@@ -88,6 +88,9 @@ class BatchScheduler:
         #: ``request_counts`` of each batch being worked on, kept up to date for the events.
         self._counts: dict[str, dict[str, int]] = {}
         self._slots: dict[tuple[str, int], asyncio.Task[None]] = {}
+        #: Set while some batch has pending requests: idle slots wait on it instead of polling
+        #: (a router with many peers has thousands of slots, and nothing to do most of the time).
+        self._work = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -114,6 +117,7 @@ class BatchScheduler:
             await self._set_status(batch_id, "in_progress", in_progress_at=self._now_s())
         if status in ("validating", "in_progress"):
             self._lines[batch_id] = deque(await asyncio.to_thread(self.store.pending_items, batch_id))
+            self._work.set()
             self._ending[batch_id] = "completed"
         elif status == "cancelling":
             self._ending[batch_id] = "cancelled"
@@ -139,6 +143,10 @@ class BatchScheduler:
             peer = self.dispatcher.directory.peers.get(pubkey)
             if peer is None or index >= self._slots_for(pubkey):
                 return
+            if not any(self._lines.values()):
+                self._work.clear()
+                await self._work.wait()
+                continue
             wait_ms = self._hold_ms(pubkey)
             item = None if wait_ms or self._leave_to_faster(pubkey) else self._take(pubkey)
             if item is None:
@@ -231,6 +239,7 @@ class BatchScheduler:
         line = self._lines.get(item.batch_id)
         if line is not None:
             line.appendleft(item)
+            self._work.set()
         else:
             error = _CANCELLED if self._ending.get(item.batch_id) == "cancelled" else _EXPIRED
             await self._settle(item, "error", _outcome(item, error=error), None)
