@@ -24,6 +24,12 @@ metric                                         what it counts
 
 Counters of receipts, tokens, failures and exclusions come from the event bus; requests from
 the dispatch core's ``on_call``; gauges are read at each scrape.
+
+A ``model`` label is what a client asked for. Models some peer serves are bounded by the
+grid; names no peer serves (outcomes ``no_model`` and ``unavailable``) are the client's to
+choose, so only the first :data:`UNSERVED_MODEL_LABELS` of them get a label of their own and
+the rest count under ``model="(other)"``: a client sending random names cannot grow the
+registry (and every scrape) without bound.
 """
 
 from __future__ import annotations
@@ -36,7 +42,12 @@ from ..protocol.schemas import SelfBalance
 from .directory import PeerDirectory
 from .dispatch import CallRecord
 
-__all__ = ["RouterMetrics"]
+__all__ = ["RouterMetrics", "UNSERVED_MODEL_LABELS"]
+
+#: How many distinct names of models no peer serves get a ``model`` label of their own.
+UNSERVED_MODEL_LABELS = 32
+#: Outcomes decided before any peer was asked: the model may be any string at all.
+_UNSERVED = frozenset({"no_model", "unavailable"})
 
 
 class RouterMetrics:
@@ -62,13 +73,32 @@ class RouterMetrics:
         self.balance = BalanceGauge(registry)
         #: Where peers' names come from, for labels (set once the router has its peers).
         self.directory: PeerDirectory | None = None
+        self._unserved: set[str] = set()
+        #: Each call's children, by label values: ``labels()`` takes a lock and builds a key
+        #: on every call, and the request path calls it three times per request.
+        self._calls: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        self._first_bytes: dict[str, Histogram] = {}
 
     def observe_call(self, record: CallRecord) -> None:
         """The dispatch core's ``on_call``."""
-        self.requests.labels(record.model, record.peer, record.outcome).inc()
-        self.duration.labels(record.model).observe(record.total_s)
+        model = record.model
+        if record.outcome in _UNSERVED and model not in self._unserved:
+            if len(self._unserved) < UNSERVED_MODEL_LABELS:
+                self._unserved.add(model)
+            else:
+                model = "(other)"
+        key = (model, record.peer, record.outcome)
+        children = self._calls.get(key)
+        if children is None:
+            children = self._calls[key] = (self.requests.labels(*key), self.duration.labels(model))
+        requests, duration = children
+        requests.inc()
+        duration.observe(record.total_s)
         if record.first_byte_s is not None:
-            self.first_byte.labels(record.model).observe(record.first_byte_s)
+            first_byte = self._first_bytes.get(model)
+            if first_byte is None:
+                first_byte = self._first_bytes[model] = self.first_byte.labels(model)
+            first_byte.observe(record.first_byte_s)
 
     def record(self, event: Event) -> None:
         """Count one event of the bus."""

@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from lobstah_core.http import RunningServer
 from lobstah_core.protocol import Identity
+from lobstah_core.router.metrics import UNSERVED_MODEL_LABELS
 
 from ..conftest import StartWorker, ledgered
 from .conftest import StartRouter, add_peer
@@ -93,3 +94,25 @@ async def test_worker_metrics(start_worker: StartWorker) -> None:
     assert samples[("lobstah_worker_receipts_issued_total", (("model", "demo-fast"),))] == 2
     assert samples[("lobstah_worker_output_tokens_total", (("model", "demo-fast"),))] == 4
     assert samples[("lobstah_worker_queue_depth", ())] == 0
+
+
+async def test_model_names_no_peer_serves_cannot_grow_the_metrics_without_bound(
+    start_worker: StartWorker, start_router: StartRouter, router_home: Path, tmp_path: Path
+) -> None:
+    add_peer(router_home, await start_worker(identity=WORKER, home=tmp_path / "w"), WORKER.pubkey, label="kitchen")
+    router = await start_router()
+    asked = UNSERVED_MODEL_LABELS + 20
+    async with httpx.AsyncClient(base_url=router.url, timeout=20) as http:
+        for n in range(asked):
+            assert (await http.post("/v1/chat/completions", json={**CHAT, "model": f"junk-{n}"})).status_code == 404
+        assert (await http.post("/v1/chat/completions", json=CHAT)).status_code == 200
+    samples = await scrape(router.url)
+    unserved = {
+        dict(labels)["model"]: value for (name, labels), value in samples.items()
+        if name == "lobstah_router_requests_total" and dict(labels)["outcome"] == "no_model"
+    }
+    assert len(unserved) == UNSERVED_MODEL_LABELS + 1  # the first names, then one "(other)"
+    assert unserved["junk-0"] == 1 and unserved["(other)"] == 20
+    assert sum(unserved.values()) == asked  # every request is still counted
+    ok = (("model", "demo-fast"), ("outcome", "ok"), ("peer", "kitchen"))
+    assert samples[("lobstah_router_requests_total", ok)] == 1
