@@ -191,26 +191,39 @@ class _Heartbeat:
     """Writes ``: keep-alive`` whenever the stream has been silent for KEEPALIVE_S.
 
     Safe beside the relay's writes: those always hold whole events, so a comment can only
-    land between two events, where SSE clients ignore it.
+    land between two events, where SSE clients ignore it. A timer, re-armed lazily from
+    ``last_write``, rather than a task per stream: most streams never need a comment.
     """
 
     def __init__(self, response: web.StreamResponse) -> None:
-        self.last_write = asyncio.get_running_loop().time()
+        self._loop = asyncio.get_running_loop()
+        self.last_write = self._loop.time()
         self._response = response
-        self._task = asyncio.create_task(self._run())
+        self._writing: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = self._loop.call_at(self.last_write + KEEPALIVE_S, self._due)
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(max(0.0, self.last_write + KEEPALIVE_S - loop.time()))
-            if loop.time() - self.last_write >= KEEPALIVE_S:
-                self.last_write = loop.time()
-                await self._response.write(b": keep-alive\n\n")
+    def _due(self) -> None:
+        now = self._loop.time()
+        if now - self.last_write >= KEEPALIVE_S - 0.001 and (self._writing is None or self._writing.done()):
+            self.last_write = now
+            self._writing = asyncio.ensure_future(self._response.write(b": keep-alive\n\n"))
+            self._writing.add_done_callback(_retrieve)
+        self._timer = self._loop.call_at(self.last_write + KEEPALIVE_S, self._due)
 
     async def stop(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError, RuntimeError):
-            await self._task
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._writing is not None:
+            self._writing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError, RuntimeError):
+                await self._writing
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Take a finished comment's error (the client left): the stream's own writes report it."""
+    if not task.cancelled():
+        task.exception()
 
 
 class SseRelay:
