@@ -34,6 +34,8 @@ registry (and every scrape) without bound.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ..events import Event, PeerExcluded, PeerFailed, ReceiptAccepted, ReceiptRejected
@@ -77,7 +79,7 @@ class RouterMetrics:
         #: Each call's children, by label values: ``labels()`` takes a lock and builds a key
         #: on every call, and the request path calls it three times per request.
         self._calls: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
-        self._first_bytes: dict[str, Histogram] = {}
+        self._children: dict[tuple[int, str], Any] = {}
 
     def observe_call(self, record: CallRecord) -> None:
         """The dispatch core's ``on_call``."""
@@ -95,17 +97,14 @@ class RouterMetrics:
         requests.inc()
         duration.observe(record.total_s)
         if record.first_byte_s is not None:
-            first_byte = self._first_bytes.get(model)
-            if first_byte is None:
-                first_byte = self._first_bytes[model] = self.first_byte.labels(model)
-            first_byte.observe(record.first_byte_s)
+            self._child(self.first_byte, model).observe(record.first_byte_s)
 
     def record(self, event: Event) -> None:
         """Count one event of the bus."""
         if isinstance(event, ReceiptAccepted):
-            self.accepted.labels(self._name(event.peer)).inc()
-            self.input_tokens.labels(event.model).inc(event.input_tokens)
-            self.output_tokens.labels(event.model).inc(event.output_tokens)
+            self._child(self.accepted, self._name(event.peer)).inc()
+            self._child(self.input_tokens, event.model).inc(event.input_tokens)
+            self._child(self.output_tokens, event.model).inc(event.output_tokens)
         elif isinstance(event, ReceiptRejected):
             self.rejected.labels(event.reason).inc()
         elif isinstance(event, PeerFailed):
@@ -127,6 +126,14 @@ class RouterMetrics:
         for state, count in states.items():
             self.peers.labels(state).set(count)
         self.balance.set(balance)
+
+    def _child(self, metric: Any, value: str) -> Any:
+        """``metric.labels(value)``, kept (for metrics never cleared: counters, histograms)."""
+        key = (id(metric), value)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(value)
+        return child
 
     def _name(self, pubkey: str) -> str:
         peer = self.directory.peers.get(pubkey) if self.directory is not None else None
