@@ -80,14 +80,30 @@ def sse_error_event(body: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\ndata: [DONE]\n\n"
 
 
+class _HeadersWithFirstBytes(web.StreamResponse):
+    """A stream whose status line and headers leave in one packet with its first bytes
+    (aiohttp's own ``Response`` does the same; ``write(b"")`` sends them alone)."""
+
+    _send_headers_immediately = False
+
+
 async def open_event_stream(
     request: web.Request,
     content_type: str = "text/event-stream",
     failure: Callable[[dict[str, Any]], bytes] = sse_error_event,
+    *,
+    headers_now: bool = True,
 ) -> web.StreamResponse:
-    """Commit a streamed answer: send 200 and the headers now, and register how an error
-    raised later ends it (``failure`` turns an error body into the stream's last bytes)."""
-    response = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
+    """Commit a streamed answer: 200 and the headers, and register how an error raised later
+    ends it (``failure`` turns an error body into the stream's last bytes).
+
+    Args:
+        headers_now: send the headers at once; else with the first bytes written (one packet
+            fewer for a stream whose first event is at hand; ``await response.write(b"")``
+            sends them alone).
+    """
+    headers = {"Content-Type": content_type, "Cache-Control": "no-cache"}
+    response = web.StreamResponse(headers=headers) if headers_now else _HeadersWithFirstBytes(headers=headers)
     await response.prepare(request)
     request[_OPEN_STREAM] = (response, failure)
     return response

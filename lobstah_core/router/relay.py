@@ -1,9 +1,11 @@
 """Relaying a peer's answer to the client: plain bodies, and SSE streams event by event.
 
-A stream is committed (200 and headers to the client) as soon as the dispatch core has a 2xx
-status line from the peer; whenever it is silent for :data:`KEEPALIVE_S` (waiting for the first
-token, say), a ``: keep-alive`` comment goes out so the client and anything between know the
-stream is alive.
+A stream is committed (no failover any more) as soon as the dispatch core has a 2xx status line
+from the peer. The client's 200 and headers leave with the first event, in one packet, or after
+:data:`HEADERS_WAIT_S` if that event is slower to come (a worker sends its 2xx once its engine
+has the first token, so it rarely is); whenever the stream is silent for :data:`KEEPALIVE_S`
+(waiting for the first token, say), a ``: keep-alive`` comment goes out so the client and
+anything between know the stream is alive.
 Events pass through whole, with the receipt comment taken out. A peer that fails after the
 commit ends the stream with one error event and ``[DONE]`` (the shared HTTP layer writes them).
 """
@@ -32,6 +34,8 @@ __all__ = [
 
 #: Seconds between keep-alive comments while the first event is pending.
 KEEPALIVE_S = 5.0
+#: Seconds the client's headers wait for the first event to go with it, at most.
+HEADERS_WAIT_S = 0.5
 
 
 class Settlement:
@@ -82,7 +86,7 @@ async def _relay_stream(
     request: web.Request, dispatcher: Dispatcher, settlement: Settlement, call: Call
 ) -> web.StreamResponse:
     async with dispatcher.stream(call) as stream:
-        response = await open_event_stream(request)
+        response = await open_event_stream(request, headers_now=False)
         relay, beat = SseRelay(), _Heartbeat(response)
         try:
             async for chunk in stream.chunks():
@@ -188,7 +192,8 @@ def _usage_in(body: bytes | None) -> Usage | None:
 
 
 class _Heartbeat:
-    """Writes ``: keep-alive`` whenever the stream has been silent for KEEPALIVE_S.
+    """Sends the headers if no event came within HEADERS_WAIT_S, then writes ``: keep-alive``
+    whenever the stream has been silent for KEEPALIVE_S.
 
     Safe beside the relay's writes: those always hold whole events, so a comment can only
     land between two events, where SSE clients ignore it. A timer, re-armed lazily from
@@ -200,15 +205,28 @@ class _Heartbeat:
         self.last_write = self._loop.time()
         self._response = response
         self._writing: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = self._loop.call_at(self.last_write + KEEPALIVE_S, self._due)
+        self._started = self.last_write
+        first = self.last_write + min(HEADERS_WAIT_S, KEEPALIVE_S)
+        self._timer: asyncio.TimerHandle | None = self._loop.call_at(first, self._headers_due)
+
+    def _headers_due(self) -> None:
+        if self.last_write == self._started and not self._silent_too_long():  # no event yet
+            self._write(b"")  # the headers alone (a comment due now carries them instead)
+        self._due()
+
+    def _silent_too_long(self) -> bool:
+        return self._loop.time() - self.last_write >= KEEPALIVE_S - 0.001  # call_at may fire a hair early
 
     def _due(self) -> None:
-        now = self._loop.time()
-        if now - self.last_write >= KEEPALIVE_S - 0.001 and (self._writing is None or self._writing.done()):
-            self.last_write = now
-            self._writing = asyncio.ensure_future(self._response.write(b": keep-alive\n\n"))
-            self._writing.add_done_callback(_retrieve)
+        if self._silent_too_long():
+            self.last_write = self._loop.time()
+            self._write(b": keep-alive\n\n")
         self._timer = self._loop.call_at(self.last_write + KEEPALIVE_S, self._due)
+
+    def _write(self, data: bytes) -> None:
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.ensure_future(self._response.write(data))
+            self._writing.add_done_callback(_retrieve)
 
     async def stop(self) -> None:
         if self._timer is not None:

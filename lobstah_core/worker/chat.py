@@ -73,7 +73,7 @@ async def streamed_completion(
     async with service.admission.slot(), aclosing(service.engine.stream(body)) as chunks:
         # Nothing is sent until the engine accepted: a refusal raised here is a plain error.
         first = await anext(chunks, None)
-        response = await open_event_stream(http_request)
+        response = await open_event_stream(http_request, headers_now=False)  # with the first event
         if first is not None:
             async for chunk in _chain(first, chunks):
                 usage = usage_of(chunk) or usage

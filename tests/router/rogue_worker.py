@@ -6,6 +6,7 @@ pick it, and signs receipts with real keys so that only the misbehaviour under t
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -15,6 +16,8 @@ from aiohttp import web
 
 from lobstah_core.protocol import Identity, encode_receipt_header, new_nonce, sign_receipt
 
+#: Seconds the slow_first_event worker takes to its first event.
+SLOW_FIRST_EVENT_S = 3.0
 BEHAVIOUR = web.AppKey("behaviour", str)
 STATE = web.AppKey("state", dict)
 COMPLETION = {
@@ -25,7 +28,8 @@ COMPLETION = {
 
 
 def create_rogue_app(identity: Identity, behaviour: str) -> web.Application:
-    """``behaviour``: die_mid_stream, forged, replayed, stale, misaddressed, wrong_worker, none."""
+    """``behaviour``: die_mid_stream, slow_first_event (2xx at once, an event 3 s later), forged,
+    replayed, stale, misaddressed, wrong_worker, none."""
     app = web.Application()
     app[BEHAVIOUR] = behaviour
     app[STATE] = {"identity": identity, "last": None}
@@ -51,6 +55,15 @@ async def chat(request: web.Request) -> web.StreamResponse:
             await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
         assert request.transport is not None
         request.transport.abort()  # the process "dies": no receipt, no [DONE]
+        return response
+    if behaviour == "slow_first_event":
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)  # the status line and headers go out now
+        await asyncio.sleep(SLOW_FIRST_EVENT_S)
+        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "demo-fast",
+                 "choices": [{"index": 0, "delta": {"content": "late"}, "finish_reason": "stop"}]}
+        await response.write(f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode())
+        await response.write_eof()
         return response
     headers = {}
     receipt = _receipt(behaviour, state, request.headers.get("x-lobstah-requester", "anonymous"))

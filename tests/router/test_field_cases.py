@@ -35,6 +35,7 @@ from lobstah_core.timeouts import Timeouts
 
 from ..conftest import WORKER, StartRouter, StartWorker, add_peer, ledgered
 from ..engines.ollama_server import REFUSE_TOOLS, create_ollama_app
+from .rogue_worker import create_rogue_app
 
 M = "local-model"
 HI = [{"role": "user", "content": "hi"}]
@@ -378,6 +379,32 @@ async def test_keepalive_comments_while_the_first_token_is_pending(through: Any,
         response = await http.post("/v1/chat/completions", json={"model": "demo-fast", "messages": HI, "stream": True})
     assert response.text.count(": keep-alive\n\n") >= 2
     assert events_of(response.text)[-1] == "[DONE]"
+
+
+async def test_headers_go_out_while_a_peer_is_slow_to_its_first_event(
+    start_router: StartRouter, router_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The 200 and headers wait for the first event (one packet) only HEADERS_WAIT_S: a client
+    # learns its stream was taken long before a slow first event comes.
+    monkeypatch.setattr(relay, "HEADERS_WAIT_S", 0.1)
+    peer = await RunningServer(create_rogue_app(WORKER, "slow_first_event"), "127.0.0.1", 0, "rogue").start()
+    try:
+        add_peer(router_home, peer, WORKER.pubkey)
+        router = await start_router()
+        async with httpx.AsyncClient(base_url=router.url, timeout=20) as http:
+            request = {"model": "demo-fast", "messages": HI, "stream": True}
+            async with http.stream("POST", "/v1/chat/completions", json=request) as response:
+                # entered once the headers are in: well before the event (3 s)
+                assert response.status_code == 200
+                assert response.headers["content-type"].startswith("text/event-stream")
+                body = asyncio.create_task(response.aread())
+                await asyncio.sleep(0.5)
+                assert not body.done()  # the event is still to come: the headers came alone
+                text = (await body).decode()
+        assert events_of(text)[0]["choices"][0]["delta"]["content"] == "late"
+        assert events_of(text)[-1] == "[DONE]"
+    finally:
+        await peer.stop()
 
 
 class _FailsMidStream(DemoEngine):
