@@ -191,6 +191,11 @@ async def read_body(request: web.Request) -> bytes:
     idle = request.app.get(BODY_IDLE_S, IDLE_CONNECTION_S)
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request body is larger than the {limit}-byte limit")
+    if request.content.is_eof():  # the whole body came with the headers (the usual case)
+        body = request.content.read_nowait(-1)
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body is larger than the {limit}-byte limit")
+        return body
     pieces, size = [], 0
     try:
         # Each piece within the idle limit: a client that stalls mid-body would otherwise hold

@@ -91,6 +91,8 @@ class _AiohttpReply:
         self.headers = response.headers
 
     async def read(self) -> bytes:
+        if self._response.content.is_eof():  # all of it is in already (a short answer)
+            return self._response.content.read_nowait(-1)
         return b"".join([chunk async for chunk in self.chunks()])
 
     async def chunks(self) -> AsyncIterator[bytes]:
