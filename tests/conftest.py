@@ -43,11 +43,13 @@ async def start_worker(tmp_path: Path) -> AsyncIterator[StartWorker]:
         **settings: Any,
     ) -> RunningServer:
         default_home = tmp_path / ("worker-home" if not servers else f"worker-home-{len(servers)}")
+        clock = settings.pop("clock_ms", None)
         app = create_app(
             WorkerSettings(port=0, **settings),
             identity,
             engine or DemoEngine(),
             home or default_home,
+            **({"clock_ms": clock} if clock else {}),
         )
         server = await RunningServer(app, "127.0.0.1", 0, "worker").start()
         servers.append(server)

@@ -65,8 +65,10 @@ class RouterJobs:
         if record.get("status") == "done" and signed is not None and not mapped.ledgered:
             if await asyncio.to_thread(self.job_map.mark_ledgered, job_id):
                 result = record.get("result")
-                # Checked against the usage the worker reported with it (reason "inflated").
-                self.desk.accept_later(signed, peer.pubkey, usage_of(result) if isinstance(result, dict) else None)
+                # Checked against the usage the worker reported with it (reason "inflated"); a
+                # job may be fetched long after it was done, so not for freshness.
+                usage = usage_of(result) if isinstance(result, dict) else None
+                self.desk.accept_later(signed, peer.pubkey, usage, fresh=False)
         return web.json_response({**record, "jobId": job_id})
 
     async def cancel(self, job_id: str) -> web.Response:

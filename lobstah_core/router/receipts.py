@@ -113,11 +113,11 @@ class ReceiptDesk:
         self.accepted = 0
         #: Every peer whose answers came through this desk since start: the peers used.
         self.peers: set[str] = set()
-        self._batches: Batches[tuple[Submitted, str, Usage | None]] = Batches(
+        self._batches: Batches[tuple[Submitted, str, Usage | None, bool]] = Batches(
             self._settle, window=batch_window, what="received receipts"
         )
 
-    def accept_later(self, value: Submitted, peer: str, usage: Usage | None = None) -> None:
+    def accept_later(self, value: Submitted, peer: str, usage: Usage | None = None, *, fresh: bool = True) -> None:
         """Take what the worker ``peer`` handed over as its receipt; it is checked and stored
         with the next batch, and the outcome published.
 
@@ -128,8 +128,11 @@ class ReceiptDesk:
             usage: prompt/completion tokens of the same answer as the client saw them (the
                 completion's ``usage``, or a stream's usage chunk); when given, a receipt that
                 claims more is refused as ``inflated``.
+            fresh: check that it was signed lately (WIRE.md's freshness window). ``False`` for
+                the receipt of a job we submitted and fetched later: the job map vouches that
+                we asked for it, as a pull does in reconciliation, and its nonce is still checked.
         """
-        self._batches.add((value, peer, usage))
+        self._batches.add((value, peer, usage, fresh))
 
     async def recover(self, served: list[Any], peer: str) -> int:
         """Ledger the receipts ``peer`` served when we asked for ours (WIRE.md "[ext]
@@ -162,16 +165,16 @@ class ReceiptDesk:
         """Wait for receipts still being checked (on shutdown, and in tests)."""
         await self._batches.drain()
 
-    async def _settle(self, batch: list[tuple[Submitted, str, Usage | None]]) -> None:
+    async def _settle(self, batch: list[tuple[Submitted, str, Usage | None, bool]]) -> None:
         checked: list[SignedReceipt | Rejection] = []
-        for value, peer, usage in batch:
-            checked.append(check_receipt(value, self.pubkey, peer, self._clock_ms(), usage))
+        for value, peer, usage, fresh in batch:
+            checked.append(check_receipt(value, self.pubkey, peer, self._clock_ms() if fresh else None, usage))
             # Requests keep flowing between two receipts. Eight at a time blocked the loop for
             # ~0.7 ms, which left the workers and clients idle: c=32 throughput was ~7% lower.
             await asyncio.sleep(0)
         good = [result for result in checked if isinstance(result, SignedReceipt)]
         added = iter(await asyncio.to_thread(self._ledger.add_verified, good))
-        for (_, peer, _), result in zip(batch, checked, strict=True):
+        for (_, peer, _, _), result in zip(batch, checked, strict=True):
             if isinstance(result, SignedReceipt) and not next(added):
                 # A node whose router calls its own worker shares one home, one key and one
                 # ledger: the worker has stored this receipt already. Our own replay is none.

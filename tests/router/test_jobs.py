@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from lobstah_core.clock import wall_clock_ms
 from lobstah_core.engines.demo import DemoEngine
 from lobstah_core.protocol import Identity
 
@@ -45,6 +46,29 @@ async def test_job_through_the_router_survives_a_router_restart(start_worker: St
         assert record["result"]["usage"]["completion_tokens"] == 4
         again = (await http.get(f"/v1/jobs/{job_id}")).json()
         assert again["status"] == "done"
+    receipts = await ledgered(router_home, 1)
+    assert len(receipts) == 1 and receipts[0].receipt.worker_pubkey == WORKER_ID.pubkey
+
+
+async def test_a_job_fetched_long_after_it_was_done_is_still_paid_for(
+    start_worker: StartWorker, start_router: StartRouter, router_home: Path, tmp_path: Path
+) -> None:
+    # Both clocks jump ten minutes between the job's end and the poll (the client came back
+    # later): the receipt is past the freshness window, but it is the receipt of a job this
+    # router submitted, so it is ledgered, as reconciliation would.
+    skew_ms = [0]
+
+    def clock_ms() -> int:
+        return wall_clock_ms() + skew_ms[0]
+
+    add_peer(router_home, await start_worker(identity=WORKER_ID, clock_ms=clock_ms), WORKER_ID.pubkey)
+    router = await start_router(clock_ms=clock_ms)
+    async with httpx.AsyncClient(base_url=router.url) as http:
+        job_id = (await http.post("/v1/jobs", json=JOB)).json()["jobId"]
+        assert len(await ledgered(tmp_path / "worker-home", 1)) == 1  # done and signed
+        skew_ms[0] = 10 * 60_000
+        record = await poll(http, job_id, {"done", "error"})
+        assert record["status"] == "done"
     receipts = await ledgered(router_home, 1)
     assert len(receipts) == 1 and receipts[0].receipt.worker_pubkey == WORKER_ID.pubkey
 
