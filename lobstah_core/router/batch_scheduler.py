@@ -87,6 +87,8 @@ class BatchScheduler:
         self._paused: dict[str, str | None] = {}
         #: ``request_counts`` of each batch being worked on, kept up to date for the events.
         self._counts: dict[str, dict[str, int]] = {}
+        #: Requests of each batch being worked on answered so far, by peer (for the events).
+        self._per_peer: dict[str, Counter[str]] = {}
         self._slots: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._supervisor: asyncio.Task[None] | None = None
 
@@ -110,6 +112,7 @@ class BatchScheduler:
         assert batch is not None
         status = batch["status"]
         self._counts[batch_id] = dict(batch["request_counts"])
+        self._per_peer[batch_id] = Counter(batch["items_per_peer"])
         if status == "validating":
             await self._set_status(batch_id, "in_progress", in_progress_at=self._now_s())
         if status in ("validating", "in_progress"):
@@ -238,11 +241,14 @@ class BatchScheduler:
     async def _settle(self, item: PendingItem, state: str, outcome: dict[str, Any], peer: str | None) -> bool:
         stored = await asyncio.to_thread(self.store.settle, item.batch_id, item.line, state, outcome, peer)
         self._failures.pop((item.batch_id, item.line), None)
-        counts = self._counts.get(item.batch_id)
-        if stored and counts is not None:
+        counts, per_peer = self._counts.get(item.batch_id), self._per_peer.get(item.batch_id)
+        if stored and counts is not None and per_peer is not None:
             counts["completed" if state == "done" else "failed"] += 1
+            if state == "done" and peer is not None:
+                per_peer[peer] += 1
             self.bus.publish(BatchProgressed(
-                self._clock_ms(), item.batch_id, counts["completed"], counts["failed"], counts["total"], peer
+                self._clock_ms(), item.batch_id, counts["completed"], counts["failed"], counts["total"], peer,
+                per_peer[peer] if peer is not None else 0,
             ))
         return stored
 
@@ -290,7 +296,7 @@ class BatchScheduler:
         if reason != self._paused.get(batch_id):
             self._paused[batch_id] = reason
             await asyncio.to_thread(self.store.update_batch, batch_id, paused_reason=reason)
-            self.bus.publish(BatchStatusChanged(self._clock_ms(), batch_id, batch["status"], reason))
+            self._publish_status(batch, reason)
 
     def _why_waiting(self, batch_id: str) -> str | None:
         """Why no peer takes the batch's pending requests, or ``None`` when some peer can."""
@@ -329,6 +335,7 @@ class BatchScheduler:
         self._paused.pop(batch_id, None)
         self._out.pop(batch_id, None)
         self._counts.pop(batch_id, None)
+        self._per_peer.pop(batch_id, None)
         await self._set_status(batch_id, "finalizing", finalizing_at=self._now_s(), lobstah_ending=ending, paused_reason=None)
         files = {}
         for state, key in (("done", "output_file_id"), ("error", "error_file_id")):
@@ -344,8 +351,14 @@ class BatchScheduler:
 
     async def _set_status(self, batch_id: str, status: str, **fields: Any) -> dict[str, Any]:
         batch = await asyncio.to_thread(self.store.update_batch, batch_id, status=status, **fields)
-        self.bus.publish(BatchStatusChanged(self._clock_ms(), batch_id, status, batch.get("paused_reason")))
+        self._publish_status(batch, batch.get("paused_reason"))
         return batch
+
+    def _publish_status(self, batch: dict[str, Any], reason: str | None) -> None:
+        counts = batch["request_counts"]
+        self.bus.publish(BatchStatusChanged(
+            self._clock_ms(), batch["id"], batch["status"], counts["completed"], counts["failed"], counts["total"], reason
+        ))
 
     def _now_s(self) -> int:
         return self._clock_ms() // 1000

@@ -91,6 +91,12 @@ async def test_a_batch_completes_with_every_custom_id_once(grid: Any, router_hom
     assert statuses == ["in_progress", "finalizing", "completed"]
     progress = [e for e in events if isinstance(e, BatchProgressed)]
     assert len(progress) == 40 and progress[-1].completed == 40 and progress[-1].total == 40
+    # Who served how many, as the batch object ([ext]) and the events' running totals say it.
+    per_peer = (done.model_extra or {})["items_per_peer"]
+    assert per_peer == {w.pubkey: sum(r.receipt.worker_pubkey == w.pubkey for r in receipts) for w in WORKERS}
+    assert {e.peer: e.peer_completed for e in progress} == per_peer
+    final = [e for e in events if isinstance(e, BatchStatusChanged) and e.status == "completed"]
+    assert [(e.completed, e.failed, e.total) for e in final] == [(40, 0, 40)]
 
 
 async def _collect(bus: Any, into: list[Any]) -> None:
