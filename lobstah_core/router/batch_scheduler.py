@@ -38,11 +38,13 @@ from ..errors import LobstahError
 from ..events import BatchProgressed, BatchStatusChanged, EventBus
 from ..protocol.model_names import lists_model
 from ..protocol.receipts import RECEIPT_HEADER
+from ..protocol.schemas import Capacity
 from ..tasks import cancel_and_wait
 from .batch_store import BatchStore, PendingItem, file_object, new_id
 from .dispatch import AllPeersBusy, Answer, Call, Dispatcher, PeerRefused
 from .peers import Peer
 from .receipts import ReceiptDesk
+from .state import EMBEDDINGS_PATH
 
 __all__ = ["BatchScheduler", "MAX_ATTEMPTS", "CREDIT_HOLD_S", "DEFAULT_CONCURRENCY"]
 
@@ -176,7 +178,7 @@ class BatchScheduler:
             return None
         for batch_id, line in self._lines.items():
             for position, item in enumerate(line):
-                if lists_model(capacity.models, item.model):
+                if _serves(capacity, item):
                     del line[position]
                     self._out.setdefault(batch_id, set()).add(item.line)
                     return item
@@ -184,7 +186,7 @@ class BatchScheduler:
 
     async def _send(self, peer: Peer, item: PendingItem) -> None:
         """One attempt of ``item`` at ``peer``, and what its outcome means (module docstring)."""
-        call = Call("/v1/chat/completions", item.body, item.model, "batch")
+        call = Call(item.url, item.body, item.model, "batch")
         try:
             answer = await self.dispatcher.fetch(call, peer=peer)
         except PeerRefused as exc:
@@ -306,7 +308,7 @@ class BatchScheduler:
         model = line[0].model
         holders = [
             peer.pubkey for peer in self.dispatcher.directory.active()
-            if (capacity := self.dispatcher.health.of(peer.pubkey).capacity) and lists_model(capacity.models, model)
+            if (capacity := self.dispatcher.health.of(peer.pubkey).capacity) and _serves(capacity, line[0])
         ]
         if not holders:
             return f"no reachable peer serves model {model!r}; waiting for one"
@@ -362,6 +364,15 @@ class BatchScheduler:
 
     def _now_s(self) -> int:
         return self._clock_ms() // 1000
+
+
+def _serves(capacity: Capacity, item: PendingItem) -> bool:
+    """Whether a peer with ``capacity`` can answer ``item``: its model listed, and for an
+    embeddings request listed as one that embeds when the peer says which do ([ext]
+    ``embeddingModels``; a peer that does not say is tried, and a 404 from it costs no penalty)."""
+    if item.url == EMBEDDINGS_PATH and capacity.embedding_models is not None:
+        return lists_model(capacity.embedding_models, item.model)
+    return lists_model(capacity.models, item.model)
 
 
 def _outcome(item: PendingItem, **fields: Any) -> dict[str, Any]:

@@ -68,11 +68,12 @@ def file_object(file_id: str, filename: str, size: int, created_at: int, purpose
 
 @dataclass(frozen=True)
 class PendingItem:
-    """A request of a batch without a stored outcome."""
+    """A request of a batch without a stored outcome, to ``url`` (the batch's endpoint)."""
 
     batch_id: str
     line: int
     custom_id: str
+    url: str
     model: str
     body: bytes
 
@@ -163,12 +164,16 @@ class BatchStore:
     # Items
 
     def pending_items(self, batch_id: str) -> list[PendingItem]:
+        """The batch's requests without an outcome, in input order."""
         with self._lock:
+            (url,) = self._db.execute(
+                "SELECT json_extract(object, '$.endpoint') FROM batches WHERE id = ?", (batch_id,)
+            ).fetchone()
             rows = self._db.execute(
                 "SELECT line, custom_id, model, body FROM batch_items WHERE batch_id = ? AND state = 'pending' ORDER BY line",
                 (batch_id,),
             ).fetchall()
-        return [PendingItem(batch_id, line, cid, model, bytes(body)) for line, cid, model, body in rows]
+        return [PendingItem(batch_id, line, cid, url, model, bytes(body)) for line, cid, model, body in rows]
 
     def settle(self, batch_id: str, line: int, state: str, outcome: dict[str, Any], peer: str | None) -> bool:
         """Store an item's outcome (``done`` or ``error``) once; ``False`` if it had one."""

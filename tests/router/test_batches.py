@@ -38,6 +38,11 @@ def request_line(custom_id: str, model: str = "demo-fast", **body: Any) -> dict[
     }
 
 
+def embedding_line(custom_id: str, model: str = "demo-fast", **body: Any) -> dict[str, Any]:
+    return {"custom_id": custom_id, "method": "POST", "url": "/v1/embeddings",
+            "body": {"model": model, "input": f"text of {custom_id}", "encoding_format": "float", **body}}
+
+
 def jsonl(lines: list[Any]) -> bytes:
     return b"".join((line if isinstance(line, bytes) else json.dumps(line).encode()) + b"\n" for line in lines)
 
@@ -145,6 +150,37 @@ async def test_a_bad_input_file_is_refused_with_line_numbers(grid: Any) -> None:
     assert (await client.batches.list()).data == []
 
 
+async def test_an_embeddings_batch_answers_in_openais_embedding_lines(grid: Any, router_home: Path) -> None:
+    client = sdk(grid.url)
+    lines = [embedding_line(f"e{n}") for n in range(10)] + [embedding_line("short", dimensions=8)]
+    upload = await client.files.create(file=("in.jsonl", jsonl(lines)), purpose="batch")
+    batch = await client.batches.create(input_file_id=upload.id, endpoint="/v1/embeddings", completion_window="24h")
+    done = await wait_for(client, batch.id, ("completed",))
+    assert (done.status, done.request_counts.completed, done.error_file_id) == ("completed", 11, None)
+    output = {line["custom_id"]: line for line in await results(client, done.output_file_id)}
+    assert sorted(output) == sorted(line["custom_id"] for line in lines)
+    for line in lines:
+        body = output[line["custom_id"]]["response"]["body"]
+        expected = await DemoEngine().embed("demo-fast", [line["body"]["input"]], line["body"].get("dimensions"))
+        assert output[line["custom_id"]]["response"]["status_code"] == 200
+        assert body["object"] == "list" and body["data"][0]["object"] == "embedding"
+        assert body["data"][0]["embedding"] == pytest.approx(expected.vectors[0])
+    receipts = await ledgered(router_home, 11)
+    assert len(receipts) == 11 and all(r.receipt.output_tokens == 0 for r in receipts)
+
+
+async def test_an_embeddings_batch_file_is_checked_as_embeddings_requests(grid: Any) -> None:
+    client = sdk(grid.url)
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.files.create(file=("in.jsonl", jsonl([embedding_line("a"), embedding_line("b", input=[[1, 2]])])),
+                                  purpose="batch")
+    assert [(e["line"], e["code"]) for e in refused.value.body["errors"]] == [(2, "invalid_body")]
+    mixed = await client.files.create(file=("in.jsonl", jsonl([embedding_line("a"), request_line("b")])), purpose="batch")
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.batches.create(input_file_id=mixed.id, endpoint="/v1/embeddings", completion_window="24h")
+    assert [(e["line"], e["code"]) for e in refused.value.body["errors"]] == [(2, "mismatched_url")]
+
+
 async def test_unknown_ids_are_404_and_a_bad_endpoint_is_400(grid: Any) -> None:
     client = sdk(grid.url)
     with pytest.raises(openai.NotFoundError):
@@ -153,7 +189,7 @@ async def test_unknown_ids_are_404_and_a_bad_endpoint_is_400(grid: Any) -> None:
         await client.batches.create(input_file_id="file-nope", endpoint="/v1/chat/completions", completion_window="24h")
     upload = await client.files.create(file=("in.jsonl", jsonl([request_line("a")])), purpose="batch")
     with pytest.raises(openai.BadRequestError):
-        await client.batches.create(input_file_id=upload.id, endpoint="/v1/embeddings", completion_window="24h")
+        await client.batches.create(input_file_id=upload.id, endpoint="/v1/completions", completion_window="24h")
     with pytest.raises(openai.BadRequestError):
         await client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="soon")
     assert (await client.files.retrieve(upload.id)).filename == "in.jsonl"
