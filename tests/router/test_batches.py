@@ -12,6 +12,7 @@ import pytest
 
 from lobstah_core.engines.demo import DemoEngine
 from lobstah_core.errors import EngineRejected
+from lobstah_core.event_log import describe
 from lobstah_core.events import BatchProgressed, BatchStatusChanged
 from lobstah_core.config import RouterSettings
 from lobstah_core.http import RunningServer
@@ -295,3 +296,11 @@ async def test_requests_failing_while_their_batch_is_cancelled_still_end_in_the_
         assert sorted(line["custom_id"] for line in await results(client, done.error_file_id)) == ["r0", "r1", "r2", "r3"]
     finally:
         await server.stop()
+
+
+def test_serves_log_names_the_batch_its_counts_and_who_served() -> None:
+    worker = WORKERS[0].pubkey
+    status = describe(BatchStatusChanged(0, "batch_1", "in_progress", 3, 1, 10, "paused: no credit"), {})
+    progress = describe(BatchProgressed(0, "batch_1", 4, 1, 10, worker, 4), {worker: "attic"})
+    assert "batch_1 in_progress, 3/10 done, 1 failed (paused: no credit)" in status
+    assert "batch_1 4/10 done, 1 failed by attic (4 so far)" in progress
