@@ -9,8 +9,10 @@ peer leaves the last requests to faster ones that would finish them all before i
 
 What an answer means for the request (WIRE.md "[ext] who is to blame"):
 
-- 2xx: its body goes to the output file; the receipt to the :class:`ReceiptDesk` (one answer,
-  one receipt: a request is sent again only after an attempt that brought no answer).
+- 2xx: its body goes to the output file; the receipt is settled as a chat answer's is
+  (:func:`fetch_with_receipt`: checked against the answer's usage, pulled by reconciliation when
+  missing; one answer, one receipt: a request is sent again only after an attempt that brought
+  no answer).
 - :class:`PeerRefused` (the request's own 4xx): its error body goes to the error file; no retry.
 - busy (429, 503 + Retry-After): back to the front of the line; the peer's slots wait as asked.
 - 402 (the peer holds our credit as used up): back to the line, the peer's slots wait
@@ -37,13 +39,12 @@ from typing import Any
 from ..errors import LobstahError
 from ..events import BatchProgressed, BatchStatusChanged, EventBus
 from ..protocol.model_names import lists_model
-from ..protocol.receipts import RECEIPT_HEADER
 from ..protocol.schemas import Capacity
 from ..tasks import cancel_and_wait
 from .batch_store import BatchStore, PendingItem, file_object, new_id
 from .dispatch import AllPeersBusy, Answer, Call, Dispatcher, PeerRefused
 from .peers import Peer
-from .receipts import ReceiptDesk
+from .relay import Settlement, fetch_with_receipt
 from .state import EMBEDDINGS_PATH
 
 __all__ = ["BatchScheduler", "MAX_ATTEMPTS", "CREDIT_HOLD_S", "DEFAULT_CONCURRENCY"]
@@ -71,11 +72,11 @@ class BatchScheduler:
         self,
         store: BatchStore,
         dispatcher: Dispatcher,
-        desk: ReceiptDesk,
+        settlement: Settlement,
         bus: EventBus,
         clock_ms: Callable[[], int],
     ) -> None:
-        self.store, self.dispatcher, self.desk, self.bus = store, dispatcher, desk, bus
+        self.store, self.dispatcher, self.settlement, self.bus = store, dispatcher, settlement, bus
         self._clock_ms = clock_ms
         #: Pending requests of every batch being worked on, oldest batch first.
         self._lines: dict[str, deque[PendingItem]] = {}
@@ -188,7 +189,9 @@ class BatchScheduler:
         """One attempt of ``item`` at ``peer``, and what its outcome means (module docstring)."""
         call = Call(item.url, item.body, item.model, "batch")
         try:
-            answer = await self.dispatcher.fetch(call, peer=peer)
+            # The work was done and charged whatever became of the batch meanwhile: its receipt
+            # is settled before the outcome is stored.
+            answer = await fetch_with_receipt(self.dispatcher, self.settlement, call, peer=peer)
         except PeerRefused as exc:
             response = {"status_code": exc.status, "request_id": new_id("req_"), "body": exc.to_body()}
             await self._settle(item, "error", _outcome(item, response=response), peer.pubkey)
@@ -216,8 +219,6 @@ class BatchScheduler:
         request_id = answer.headers.get("x-request-id") or new_id("req_")
         response = {"status_code": answer.status, "request_id": request_id, "body": body}
         self._holds.pop(peer.pubkey, None)
-        # The work was done and charged whatever became of the batch meanwhile: take the receipt.
-        self.desk.accept_later(answer.headers.get(RECEIPT_HEADER), peer.pubkey)
         await self._settle(item, "done", _outcome(item, response=response), peer.pubkey)
 
     async def _failed(self, peer: Peer, item: PendingItem, message: str) -> None:

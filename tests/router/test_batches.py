@@ -23,6 +23,7 @@ from lobstah_core.router.peers import Peer, PeerStore
 from lobstah_core.protocol import Identity
 
 from ..conftest import StartWorker
+from .rogue_worker import create_rogue_app
 from .conftest import ROUTER_ID, StartRouter, add_peer, ledgered
 
 WORKERS = [Identity.from_seed(bytes([n]) * 32) for n in (0xB1, 0xB2)]
@@ -268,6 +269,29 @@ async def test_credit_refusals_pause_the_batch_with_a_reason(
         await asyncio.sleep(0.1)
     assert state.status == "in_progress" and state.request_counts.completed == 1
     assert reason and "credit" in reason
+
+
+async def test_a_batch_answers_receipt_is_checked_as_a_chat_answers_is(start_router: StartRouter, router_home: Path) -> None:
+    """A worker whose signed receipt claims more tokens than its answer reported is refused
+    (``inflated``) for a batch request as for a chat request: the answer still counts."""
+    rogue = Identity.from_seed(b"\x67" * 32)
+    server = await RunningServer(create_rogue_app(rogue, "inflated"), "127.0.0.1", 0, "rogue").start()
+    try:
+        add_peer(router_home, server, rogue.pubkey)
+        router = await start_router()
+        client = sdk(router.url)
+        upload = await client.files.create(file=("in.jsonl", jsonl([request_line(f"r{n}") for n in range(3)])), purpose="batch")
+        batch = await client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+        done = await wait_for(client, batch.id, ("completed",))
+        assert done.request_counts.completed == 3
+        desk = router.runner.app[ROUTER].desk
+        for _ in range(50):
+            if desk.rejected.get("inflated") == 3:
+                break
+            await asyncio.sleep(0.1)
+        assert desk.rejected == {"inflated": 3}
+    finally:
+        await server.stop()
 
 
 async def test_requests_failing_while_their_batch_is_cancelled_still_end_in_the_error_file(router_home: Path) -> None:
