@@ -6,6 +6,8 @@ import time
 from collections.abc import Mapping
 
 from .events import (
+    BatchProgressed,
+    BatchStatusChanged,
     CapacityChanged,
     Event,
     PeerExcluded,
@@ -45,4 +47,15 @@ def describe(event: Event, labels: Mapping[str, str] | None = None) -> str:
         return f"{clock}  ✓ readmitted {name}"
     if isinstance(event, CapacityChanged):
         return f"{clock}  · capacity  {name:<8} {event.tier}, queue {event.queue_depth}, models {', '.join(event.models)}"
+    if isinstance(event, BatchStatusChanged):
+        why = f" ({event.reason})" if event.reason else ""
+        return f"{clock}  ▤ batch     {event.batch_id} {event.status}, {_batch_counts(event)}{why}"
+    if isinstance(event, BatchProgressed):
+        by = f" by {name} ({event.peer_completed} so far)" if event.peer else ""
+        return f"{clock}  ▤ progress  {event.batch_id} {_batch_counts(event)}{by}"
     return f"{clock}  {event.kind}"
+
+
+def _batch_counts(event: BatchStatusChanged | BatchProgressed) -> str:
+    failed = f", {event.failed} failed" if event.failed else ""
+    return f"{event.completed}/{event.total} done{failed}"

@@ -126,17 +126,27 @@ class CapacityChanged(Event):
 @dataclass(frozen=True)
 class BatchStatusChanged(Event):
     """A batch of the Batch API moved to ``status`` (OpenAI's lifecycle); ``reason`` says why
-    it waits when it is paused (credit used up, no peer for its model), else ``None``."""
+    it waits when it is paused (credit used up, no peer for its model), else ``None``. The
+    counts are its ``request_counts`` at that moment (requests answered, failed, in all), so a
+    watcher sees a batch whole from its first event on, and its final counts with its end."""
 
     kind: ClassVar[str] = "batch.status"
     batch_id: str
     status: str
+    completed: int
+    failed: int
+    total: int
     reason: str | None = None
 
 
 @dataclass(frozen=True)
 class BatchProgressed(Event):
-    """One request of a batch got its outcome (``peer`` answered it, or ``None``)."""
+    """One request of a batch got its outcome (``peer`` answered it, or ``None``).
+
+    Every count is a running total, never a step: a watcher that missed events (a full
+    backlog, a reconnect) is right again at the next one. ``peer_completed`` is how many of the
+    batch's requests ``peer`` has answered so far (0 when ``peer`` is ``None``).
+    """
 
     kind: ClassVar[str] = "batch.progress"
     batch_id: str
@@ -144,6 +154,7 @@ class BatchProgressed(Event):
     failed: int
     total: int
     peer: str | None
+    peer_completed: int
 
 
 def event_to_json(event: Event) -> dict[str, Any]:

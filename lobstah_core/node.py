@@ -23,13 +23,14 @@ from .discovery.periodic_sync import PeriodicSync
 from .engines import EngineName, build_engine
 from .errors import LobstahError, SwitchRefused
 from .events import EventBus
-from .node_view import NodeSnapshot, PeerView, chat_stream_text
+from .node_view import BatchView, NodeSnapshot, PeerView, chat_stream_text
 from .http import RunningServer
 from .identity_file import load_or_create_nostr_secret
 from .protocol.identity import Identity
 from .protocol.url_safety import UrlPolicy
 from .router.app import ROUTER
 from .router.app import create_app as create_router
+from .router.batch_api import CARGO
 from .router.peers import Peer, PeerStore
 from .tracker import create_app as create_tracker
 from .worker.app import SERVICE
@@ -200,6 +201,14 @@ class Node:
             sync=(self.sync.running, self.sync.last_result),
             rejected=rejected,
         )
+
+    async def batches(self, limit: int = 20) -> tuple[BatchView, ...]:
+        """The router's newest ``limit`` batches, newest first, read from its batch store."""
+        cargo = self.router.runner.app.get(CARGO) if self.router is not None else None
+        if cargo is None:
+            return ()
+        found, _ = await asyncio.to_thread(cargo.store.batches, None, limit)
+        return tuple(BatchView.from_wire(batch) for batch in found)
 
     async def chat_stream(self, model: str, prompt: str) -> AsyncIterator[str]:
         """Send a test prompt through this node's router and yield the text as it streams.

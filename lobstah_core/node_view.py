@@ -1,7 +1,8 @@
 """What a dashboard sees of a node, written once: the :class:`NodeView` protocol that a local
 :class:`~lobstah_core.node.Node`, a :class:`~lobstah_core.remote.RemoteNode` and the tests'
 replay node all implement; the snapshot; one peer row with its one wire form (the router's
-``GET /peers``); and the one parser of a streamed chat answer.
+``GET /peers``); one batch of the Batch API as read from its batch object; and the one parser
+of a streamed chat answer.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from .events import EventBus
 from .protocol.receipts import SignedReceipt
 from .protocol.schemas import Balance
 
-__all__ = ["NodeView", "NodeSnapshot", "PeerView", "chat_stream_text"]
+__all__ = ["NodeView", "NodeSnapshot", "PeerView", "BatchView", "chat_stream_text"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,37 @@ class PeerView:
 
 
 @dataclass(frozen=True)
+class BatchView:
+    """One batch of the router's Batch API: how far along it is, and who served it."""
+
+    batch_id: str
+    #: OpenAI's lifecycle: ``validating``, ``in_progress``, ``finalizing``, ``completed``, …
+    status: str
+    #: Requests answered, failed (error file), and in the batch.
+    completed: int
+    failed: int
+    total: int
+    #: Answered requests by the pubkey of the peer that answered them.
+    items_per_peer: dict[str, int]
+    #: Why it waits when it is paused, else ``None``.
+    reason: str | None = None
+
+    @classmethod
+    def from_wire(cls, batch: dict[str, Any]) -> BatchView:
+        """Read an OpenAI batch object, with this router's [ext] ``items_per_peer`` and
+        ``paused_reason`` when present.
+
+        Raises:
+            KeyError, TypeError: not a batch object (no ``id``, ``status`` or ``request_counts``).
+        """
+        counts = batch["request_counts"]
+        return cls(
+            batch["id"], batch["status"], counts["completed"], counts["failed"], counts["total"],
+            dict(batch.get("items_per_peer") or {}), batch.get("paused_reason"),
+        )
+
+
+@dataclass(frozen=True)
 class NodeSnapshot:
     """The state of a node at one moment, for a dashboard to draw."""
 
@@ -121,6 +153,10 @@ class NodeView(Protocol):
 
     async def snapshot(self, recent: int = 50) -> NodeSnapshot:
         """The node's state now."""
+
+    async def batches(self, limit: int = 20) -> tuple[BatchView, ...]:
+        """The router's newest ``limit`` batches, newest first (none when it runs no router);
+        what happens to them next comes as ``batch.*`` events on the bus."""
 
     async def set_advertise(self, on: bool) -> None:
         """Flip the advertise switch. Raises SwitchRefused with what to configure."""

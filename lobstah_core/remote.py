@@ -2,7 +2,7 @@
 
 It offers what the TUI uses of a :class:`~lobstah_core.node.Node` — an event bus, snapshots,
 test prompts — over the router's HTTP API: ``/events`` feeds the bus, ``/peers`` and
-``/balance`` make the snapshot. The switches belong to the headless node's own command line,
+``/balance`` make the snapshot, ``/v1/batches`` lists the batches. The switches belong to the headless node's own command line,
 so flipping them from here is refused with a reason.
 """
 
@@ -16,7 +16,7 @@ import httpx
 
 from .errors import LobstahError, SwitchRefused
 from .events import EventBus, event_from_json
-from .node_view import NodeSnapshot, PeerView, chat_stream_text
+from .node_view import BatchView, NodeSnapshot, PeerView, chat_stream_text
 from .protocol.schemas import Balance
 from .tasks import cancel_and_wait
 
@@ -69,6 +69,19 @@ class RemoteNode:
         balance = Balance.model_validate((await self._client.get("/balance")).json())
         detached = (False, "set on the headless node (lobstah-core serve --advertise / --sync)")
         return NodeSnapshot(self.pubkey, self.url, None, None, peers, None, balance, (), detached, detached)
+
+    async def batches(self, limit: int = 20) -> tuple[BatchView, ...]:
+        """The router's newest batches (none from a router without the Batch API, or when the
+        call fails: the ``batch.*`` events still come)."""
+        assert self._client is not None
+        try:
+            response = await self._client.get("/v1/batches", params={"limit": limit})
+            if response.status_code != 200:
+                return ()
+            return tuple(BatchView.from_wire(batch) for batch in response.json()["data"])
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            self.last_error = str(exc) or type(exc).__name__
+            return ()
 
     async def set_advertise(self, on: bool) -> None:
         raise SwitchRefused("attached to a headless node: flip advertising there (lobstah-core serve --advertise)")

@@ -33,6 +33,7 @@ from lobstah_core.remote import RemoteNode
 
 from .messages import GridEvent, SnapshotReady
 from .widgets.balance import BalancePanel
+from .widgets.batches import BatchesPanel
 from .widgets.peers import PeersPanel
 from .widgets.prompt import PromptPanel
 from .widgets.receipts import ReceiptsPanel
@@ -45,7 +46,7 @@ FLUSH_SECONDS = 0.033
 
 
 class LobstahApp(App[None]):
-    """Peers, receipts, balance and the opt-in switches of one node."""
+    """Peers, batches, receipts, balance and the opt-in switches of one node."""
 
     CSS_PATH = "lobstah.tcss"
     TITLE = "Lobstah grid"
@@ -79,6 +80,7 @@ class LobstahApp(App[None]):
         with Horizontal(id="top"):
             with Vertical(id="main"):
                 yield PeersPanel()
+                yield BatchesPanel(self.labels)
                 yield ReceiptsPanel(markup=True, max_lines=500)
             with Vertical(id="side"):
                 yield BalancePanel()
@@ -114,6 +116,7 @@ class LobstahApp(App[None]):
         # more CPU than everything else; 30 flushes a second stay well under 100 ms.
         self.set_interval(FLUSH_SECONDS, self.flush_events)
         self.refresh_snapshot()
+        self.load_batches()
 
     async def on_unmount(self) -> None:
         # Also after a failed start: what did start (a worker before a taken router port) stops.
@@ -132,6 +135,12 @@ class LobstahApp(App[None]):
     @work(exclusive=True, group="snapshot")
     async def refresh_snapshot(self) -> None:
         self.post_message(SnapshotReady(await self.node.snapshot()))
+
+    @work(exclusive=True, group="batches")
+    async def load_batches(self) -> None:
+        batches = await self.node.batches()
+        if self._showing():
+            self.query_one(BatchesPanel).load(batches)
 
     def on_grid_event(self, message: GridEvent) -> None:
         self._arrived.append(message.event)
@@ -152,6 +161,7 @@ class LobstahApp(App[None]):
             for event in arrived:
                 receipts.add(event, self.labels)
                 balance.add(event)
+            self.query_one(BatchesPanel).take(arrived)
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         if not self._showing():

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from ..config import ROUTER_PORT, Settings
+from ..router.state import CHAT_PATH
 from .common import CliError, add_command, add_json_flag, print_json
 
 #: Seconds between two looks at a batch while ``submit --wait`` waits.
@@ -17,11 +19,12 @@ _ENDED = ("completed", "failed", "expired", "cancelled")
 
 
 def register(commands: Any) -> None:
-    batch = commands.add_parser("batch", help="run many chat requests over the grid (OpenAI Batch API)")
+    batch = commands.add_parser("batch", help="run many chat or embeddings requests over the grid (OpenAI Batch API)")
     actions = batch.add_subparsers(metavar="ACTION", required=True)
     submit = add_command(actions, "submit", cmd_submit, "upload a JSONL file of requests and start it as a batch")
     submit.add_argument("file", type=Path, metavar="FILE.jsonl",
-                        help='one request a line: {"custom_id", "method": "POST", "url": "/v1/chat/completions", "body"}')
+                        help='one request a line: {"custom_id", "method": "POST", "url": "/v1/chat/completions", "body"}; '
+                             'every line to the same url (/v1/embeddings works too)')
     submit.add_argument("--wait", action="store_true", help="show progress until the batch ends")
     submit.add_argument("--window", default="24h", help="completion window, e.g. 24h, 90m (default %(default)s)")
     listing = add_command(actions, "list", cmd_list, "the router's batches, newest first")
@@ -48,7 +51,7 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
     router = _Router(args)
     upload = router.call("POST", "/v1/files", files={"file": (args.file.name, content)}, data={"purpose": "batch"})
     batch = router.call("POST", "/v1/batches", json={
-        "input_file_id": upload["id"], "endpoint": "/v1/chat/completions", "completion_window": args.window,
+        "input_file_id": upload["id"], "endpoint": endpoint_of(content), "completion_window": args.window,
     })
     if not args.wait:
         _show(batch, args.json)
@@ -61,6 +64,19 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
     _progress(batch, end=True)
     _show(batch, args.json)
     return 0 if batch["status"] == "completed" else 1
+
+
+def endpoint_of(content: bytes) -> str:
+    """The batch's endpoint: the ``url`` of the file's first request (the router checks that
+    every line has it, and names the lines that do not)."""
+    for raw in content.split(b"\n"):
+        if raw.strip():
+            try:
+                url = json.loads(raw).get("url")
+            except (ValueError, AttributeError):
+                break  # the upload has already named the bad line
+            return url if isinstance(url, str) else CHAT_PATH
+    return CHAT_PATH
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:

@@ -53,7 +53,7 @@ def install_batches(app: web.Application, home: Path) -> None:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         router = app[ROUTER]
         store = BatchStore(home / "batches.sqlite3")
-        scheduler = BatchScheduler(store, router.dispatcher, router.desk, router.bus, router.clock_ms)
+        scheduler = BatchScheduler(store, router.dispatcher, router.settlement, router.bus, router.clock_ms)
         await scheduler.start()
         app[CARGO] = Cargo(store, scheduler)
         yield

@@ -1,7 +1,8 @@
 """A batch input file (OpenAI Batch API JSONL), checked line by line before anything runs.
 
 Each line is ``{"custom_id": str, "method": "POST", "url": "/v1/chat/completions", "body":
-{chat request}}`` (OpenAI "Batch API: the input file"). Every problem is reported with its
+{chat request}}``, or ``"url": "/v1/embeddings"`` with an embeddings request as its body
+(OpenAI "Batch API: the input file"). Every problem is reported with its
 1-based line number, up to :data:`MAX_LINE_ERRORS` of them, so a client fixes the file in one
 go; one bad line refuses the whole file (nothing runs half-checked). Pure: no files, no clock.
 """
@@ -15,13 +16,18 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import BadBatchInput
-from ..protocol.schemas import ChatCompletionRequest
+from ..protocol.schemas import ChatCompletionRequest, EmbeddingRequest
 from ..protocol.wire import describe_validation_error
 
 __all__ = ["BatchLine", "parse_batch_input", "BATCH_ENDPOINTS", "MAX_LINE_ERRORS"]
 
-#: The endpoints a batch may target (OpenAI also has /v1/embeddings, not served here yet).
-BATCH_ENDPOINTS = ("/v1/chat/completions",)
+#: The request a line's body must be, by its ``url``.
+_REQUEST_OF: dict[str, type[ChatCompletionRequest] | type[EmbeddingRequest]] = {
+    "/v1/chat/completions": ChatCompletionRequest, "/v1/embeddings": EmbeddingRequest,
+}
+#: The endpoints a batch may target (OpenAI's also include /v1/responses and /v1/completions,
+#: which this router does not serve).
+BATCH_ENDPOINTS = tuple(_REQUEST_OF)
 #: Line errors reported at most per refusal.
 MAX_LINE_ERRORS = 20
 
@@ -102,11 +108,12 @@ def _parse_line(raw: bytes, endpoint: str | None) -> tuple[str, str, str, bytes]
         raise _LineError("mismatched_url", f"url {url!r} differs from the batch's endpoint {endpoint!r}", "url")
     body = item.get("body")
     if not isinstance(body, dict):
-        raise _LineError("invalid_body", "body must be a JSON object (the chat request)", "body")
+        raise _LineError("invalid_body", f"body must be a JSON object (the request to {url})", "body")
     try:
-        chat = ChatCompletionRequest.model_validate(body)
+        request = _REQUEST_OF[url].model_validate(body)
     except ValidationError as exc:
         raise _LineError("invalid_body", f"body.{describe_validation_error(exc)}", "body") from None
-    if chat.streamed:
+    if isinstance(request, ChatCompletionRequest) and request.streamed:
         raise _LineError("invalid_body", "body.stream: a batch request cannot stream", "body.stream")
-    return custom_id, url, chat.model, json.dumps(body, separators=(",", ":")).encode()
+    return custom_id, url, request.model, json.dumps(body, separators=(",", ":")).encode()
+

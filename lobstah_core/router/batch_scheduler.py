@@ -9,8 +9,10 @@ peer leaves the last requests to faster ones that would finish them all before i
 
 What an answer means for the request (WIRE.md "[ext] who is to blame"):
 
-- 2xx: its body goes to the output file; the receipt to the :class:`ReceiptDesk` (one answer,
-  one receipt: a request is sent again only after an attempt that brought no answer).
+- 2xx: its body goes to the output file; the receipt is settled as a chat answer's is
+  (:func:`fetch_with_receipt`: checked against the answer's usage, pulled by reconciliation when
+  missing; one answer, one receipt: a request is sent again only after an attempt that brought
+  no answer).
 - :class:`PeerRefused` (the request's own 4xx): its error body goes to the error file; no retry.
 - busy (429, 503 + Retry-After): back to the front of the line; the peer's slots wait as asked.
 - 402 (the peer holds our credit as used up): back to the line, the peer's slots wait
@@ -37,12 +39,13 @@ from typing import Any
 from ..errors import LobstahError
 from ..events import BatchProgressed, BatchStatusChanged, EventBus
 from ..protocol.model_names import lists_model
-from ..protocol.receipts import RECEIPT_HEADER
+from ..protocol.schemas import Capacity
 from ..tasks import cancel_and_wait
 from .batch_store import BatchStore, PendingItem, file_object, new_id
 from .dispatch import AllPeersBusy, Answer, Call, Dispatcher, PeerRefused
 from .peers import Peer
-from .receipts import ReceiptDesk
+from .relay import Settlement, fetch_with_receipt
+from .state import EMBEDDINGS_PATH
 
 __all__ = ["BatchScheduler", "MAX_ATTEMPTS", "CREDIT_HOLD_S", "DEFAULT_CONCURRENCY"]
 
@@ -69,11 +72,11 @@ class BatchScheduler:
         self,
         store: BatchStore,
         dispatcher: Dispatcher,
-        desk: ReceiptDesk,
+        settlement: Settlement,
         bus: EventBus,
         clock_ms: Callable[[], int],
     ) -> None:
-        self.store, self.dispatcher, self.desk, self.bus = store, dispatcher, desk, bus
+        self.store, self.dispatcher, self.settlement, self.bus = store, dispatcher, settlement, bus
         self._clock_ms = clock_ms
         #: Pending requests of every batch being worked on, oldest batch first.
         self._lines: dict[str, deque[PendingItem]] = {}
@@ -87,6 +90,8 @@ class BatchScheduler:
         self._paused: dict[str, str | None] = {}
         #: ``request_counts`` of each batch being worked on, kept up to date for the events.
         self._counts: dict[str, dict[str, int]] = {}
+        #: Requests of each batch being worked on answered so far, by peer (for the events).
+        self._per_peer: dict[str, Counter[str]] = {}
         self._slots: dict[tuple[str, int], asyncio.Task[None]] = {}
         #: Set while some batch has pending requests: idle slots wait on it instead of polling
         #: (a router with many peers has thousands of slots, and nothing to do most of the time).
@@ -113,6 +118,7 @@ class BatchScheduler:
         assert batch is not None
         status = batch["status"]
         self._counts[batch_id] = dict(batch["request_counts"])
+        self._per_peer[batch_id] = Counter(batch["items_per_peer"])
         if status == "validating":
             await self._set_status(batch_id, "in_progress", in_progress_at=self._now_s())
         if status in ("validating", "in_progress"):
@@ -181,7 +187,7 @@ class BatchScheduler:
             return None
         for batch_id, line in self._lines.items():
             for position, item in enumerate(line):
-                if lists_model(capacity.models, item.model):
+                if _serves(capacity, item):
                     del line[position]
                     self._out.setdefault(batch_id, set()).add(item.line)
                     return item
@@ -189,9 +195,11 @@ class BatchScheduler:
 
     async def _send(self, peer: Peer, item: PendingItem) -> None:
         """One attempt of ``item`` at ``peer``, and what its outcome means (module docstring)."""
-        call = Call("/v1/chat/completions", item.body, item.model, "batch")
+        call = Call(item.url, item.body, item.model, "batch")
         try:
-            answer = await self.dispatcher.fetch(call, peer=peer)
+            # The work was done and charged whatever became of the batch meanwhile: its receipt
+            # is settled before the outcome is stored.
+            answer = await fetch_with_receipt(self.dispatcher, self.settlement, call, peer=peer)
         except PeerRefused as exc:
             response = {"status_code": exc.status, "request_id": new_id("req_"), "body": exc.to_body()}
             await self._settle(item, "error", _outcome(item, response=response), peer.pubkey)
@@ -219,8 +227,6 @@ class BatchScheduler:
         request_id = answer.headers.get("x-request-id") or new_id("req_")
         response = {"status_code": answer.status, "request_id": request_id, "body": body}
         self._holds.pop(peer.pubkey, None)
-        # The work was done and charged whatever became of the batch meanwhile: take the receipt.
-        self.desk.accept_later(answer.headers.get(RECEIPT_HEADER), peer.pubkey)
         await self._settle(item, "done", _outcome(item, response=response), peer.pubkey)
 
     async def _failed(self, peer: Peer, item: PendingItem, message: str) -> None:
@@ -247,11 +253,14 @@ class BatchScheduler:
     async def _settle(self, item: PendingItem, state: str, outcome: dict[str, Any], peer: str | None) -> bool:
         stored = await asyncio.to_thread(self.store.settle, item.batch_id, item.line, state, outcome, peer)
         self._failures.pop((item.batch_id, item.line), None)
-        counts = self._counts.get(item.batch_id)
-        if stored and counts is not None:
+        counts, per_peer = self._counts.get(item.batch_id), self._per_peer.get(item.batch_id)
+        if stored and counts is not None and per_peer is not None:
             counts["completed" if state == "done" else "failed"] += 1
+            if state == "done" and peer is not None:
+                per_peer[peer] += 1
             self.bus.publish(BatchProgressed(
-                self._clock_ms(), item.batch_id, counts["completed"], counts["failed"], counts["total"], peer
+                self._clock_ms(), item.batch_id, counts["completed"], counts["failed"], counts["total"], peer,
+                per_peer[peer] if peer is not None else 0,
             ))
         return stored
 
@@ -299,7 +308,7 @@ class BatchScheduler:
         if reason != self._paused.get(batch_id):
             self._paused[batch_id] = reason
             await asyncio.to_thread(self.store.update_batch, batch_id, paused_reason=reason)
-            self.bus.publish(BatchStatusChanged(self._clock_ms(), batch_id, batch["status"], reason))
+            self._publish_status(batch, reason)
 
     def _why_waiting(self, batch_id: str) -> str | None:
         """Why no peer takes the batch's pending requests, or ``None`` when some peer can."""
@@ -309,7 +318,7 @@ class BatchScheduler:
         model = line[0].model
         holders = [
             peer.pubkey for peer in self.dispatcher.directory.active()
-            if (capacity := self.dispatcher.health.of(peer.pubkey).capacity) and lists_model(capacity.models, model)
+            if (capacity := self.dispatcher.health.of(peer.pubkey).capacity) and _serves(capacity, line[0])
         ]
         if not holders:
             return f"no reachable peer serves model {model!r}; waiting for one"
@@ -338,6 +347,7 @@ class BatchScheduler:
         self._paused.pop(batch_id, None)
         self._out.pop(batch_id, None)
         self._counts.pop(batch_id, None)
+        self._per_peer.pop(batch_id, None)
         await self._set_status(batch_id, "finalizing", finalizing_at=self._now_s(), lobstah_ending=ending, paused_reason=None)
         files = {}
         for state, key in (("done", "output_file_id"), ("error", "error_file_id")):
@@ -353,11 +363,26 @@ class BatchScheduler:
 
     async def _set_status(self, batch_id: str, status: str, **fields: Any) -> dict[str, Any]:
         batch = await asyncio.to_thread(self.store.update_batch, batch_id, status=status, **fields)
-        self.bus.publish(BatchStatusChanged(self._clock_ms(), batch_id, status, batch.get("paused_reason")))
+        self._publish_status(batch, batch.get("paused_reason"))
         return batch
+
+    def _publish_status(self, batch: dict[str, Any], reason: str | None) -> None:
+        counts = batch["request_counts"]
+        self.bus.publish(BatchStatusChanged(
+            self._clock_ms(), batch["id"], batch["status"], counts["completed"], counts["failed"], counts["total"], reason
+        ))
 
     def _now_s(self) -> int:
         return self._clock_ms() // 1000
+
+
+def _serves(capacity: Capacity, item: PendingItem) -> bool:
+    """Whether a peer with ``capacity`` can answer ``item``: its model listed, and for an
+    embeddings request listed as one that embeds when the peer says which do ([ext]
+    ``embeddingModels``; a peer that does not say is tried, and a 404 from it costs no penalty)."""
+    if item.url == EMBEDDINGS_PATH and capacity.embedding_models is not None:
+        return lists_model(capacity.embedding_models, item.model)
+    return lists_model(capacity.models, item.model)
 
 
 def _outcome(item: PendingItem, **fields: Any) -> dict[str, Any]:

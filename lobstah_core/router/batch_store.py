@@ -4,7 +4,8 @@ All of a batch's state lives here, so a router restarted mid-batch picks up wher
 an item is ``pending`` until its outcome is stored (``done``: its answer; ``error``: its error
 line), in one transaction with nothing else, so a restart re-sends exactly the items whose
 outcome was not stored. Objects are kept in OpenAI's JSON shapes ("Files API: the file object",
-"Batch API: the batch object"); ``request_counts`` are counted from the items when read.
+"Batch API: the batch object"); ``request_counts`` are counted from the items when read, and
+so is ``items_per_peer`` ([ext]: completed items by the pubkey of the peer that answered them).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,11 +68,12 @@ def file_object(file_id: str, filename: str, size: int, created_at: int, purpose
 
 @dataclass(frozen=True)
 class PendingItem:
-    """A request of a batch without a stored outcome."""
+    """A request of a batch without a stored outcome, to ``url`` (the batch's endpoint)."""
 
     batch_id: str
     line: int
     custom_id: str
+    url: str
     model: str
     body: bytes
 
@@ -161,12 +164,16 @@ class BatchStore:
     # Items
 
     def pending_items(self, batch_id: str) -> list[PendingItem]:
+        """The batch's requests without an outcome, in input order."""
         with self._lock:
+            (url,) = self._db.execute(
+                "SELECT json_extract(object, '$.endpoint') FROM batches WHERE id = ?", (batch_id,)
+            ).fetchone()
             rows = self._db.execute(
                 "SELECT line, custom_id, model, body FROM batch_items WHERE batch_id = ? AND state = 'pending' ORDER BY line",
                 (batch_id,),
             ).fetchall()
-        return [PendingItem(batch_id, line, cid, model, bytes(body)) for line, cid, model, body in rows]
+        return [PendingItem(batch_id, line, cid, url, model, bytes(body)) for line, cid, model, body in rows]
 
     def settle(self, batch_id: str, line: int, state: str, outcome: dict[str, Any], peer: str | None) -> bool:
         """Store an item's outcome (``done`` or ``error``) once; ``False`` if it had one."""
@@ -203,20 +210,26 @@ class BatchStore:
 
     def items_per_peer(self, batch_id: str) -> dict[str, int]:
         """Completed items of the batch by the peer that answered them."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT peer, COUNT(*) FROM batch_items WHERE batch_id = ? AND state = 'done' GROUP BY peer", (batch_id,)
-            ).fetchall()
-        return {peer: count for peer, count in rows}
+        return self._tally(batch_id)[1]
 
     def _with_counts(self, batch: dict[str, Any]) -> dict[str, Any]:
+        counts, per_peer = self._tally(batch["id"])
+        return {**batch, "request_counts": counts, "items_per_peer": per_peer}
+
+    def _tally(self, batch_id: str) -> tuple[dict[str, int], dict[str, int]]:
+        """The batch's ``request_counts``, and its completed items by peer: one query."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT state, COUNT(*) FROM batch_items WHERE batch_id = ? GROUP BY state", (batch["id"],)
+                "SELECT state, peer, COUNT(*) FROM batch_items WHERE batch_id = ? GROUP BY state, peer", (batch_id,)
             ).fetchall()
-        counts = dict(rows)
-        total = sum(counts.values())
-        return {**batch, "request_counts": {"total": total, "completed": counts.get("done", 0), "failed": counts.get("error", 0)}}
+        by_state: Counter[str] = Counter()
+        per_peer: dict[str, int] = {}
+        for state, peer, count in rows:
+            by_state[state] += count
+            if state == "done" and peer is not None:
+                per_peer[peer] = count
+        total = sum(by_state.values())
+        return {"total": total, "completed": by_state["done"], "failed": by_state["error"]}, per_peer
 
     def _one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         with self._lock:

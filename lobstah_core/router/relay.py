@@ -24,6 +24,7 @@ from ..protocol.receipts import RECEIPT_COMMENT, RECEIPT_HEADER
 from ..engines.base import Usage, usage_of
 from ..protocol.sse import SseDecoder
 from .dispatch import Answer, Call, Dispatcher, PeerFailedMidStream, Stream
+from .peers import Peer
 from .receipts import ReceiptDesk
 from .reconcile import Reconciler
 
@@ -57,9 +58,12 @@ class Settlement:
             self.reconciler.recover_later(peer)
 
 
-async def fetch_with_receipt(dispatcher: Dispatcher, settlement: Settlement, call: Call) -> Answer:
-    """The first peer's whole answer to ``call``; its receipt is settled meanwhile."""
-    answer = await dispatcher.fetch(call)
+async def fetch_with_receipt(
+    dispatcher: Dispatcher, settlement: Settlement, call: Call, *, peer: Peer | None = None
+) -> Answer:
+    """The first peer's whole answer to ``call`` (only ``peer``'s, when given: see
+    :meth:`Dispatcher.fetch`); its receipt is settled meanwhile."""
+    answer = await dispatcher.fetch(call, peer=peer)
     # The client's answer does not wait for the receipt's verification and ledger write.
     settlement.settle(answer.headers.get(RECEIPT_HEADER), answer.peer.pubkey, _usage_in(answer.body))
     return answer

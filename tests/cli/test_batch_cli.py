@@ -6,19 +6,26 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
+
 from lobstah_core.protocol import Identity
 
 from ..conftest import Run, StartRouter, StartWorker, add_peer
-from ..router.test_batches import jsonl, request_line
+from ..router.test_batches import embedding_line, jsonl, request_line
 
 WORKER = Identity.from_seed(b"C" * 32)
 
 
-async def test_submit_wait_status_list_results_cancel(
-    cli: Run, tmp_path: Path, start_worker: StartWorker, start_router: StartRouter, router_home: Path
-) -> None:
+@pytest.fixture
+async def router(start_worker: StartWorker, start_router: StartRouter, router_home: Path) -> str:
+    """The URL of a router with one demo worker."""
     add_peer(router_home, await start_worker(identity=WORKER), WORKER.pubkey)
-    router = (await start_router()).url
+    return (await start_router()).url
+
+
+async def test_submit_wait_status_list_results_cancel(
+    cli: Run, tmp_path: Path, router: str
+) -> None:
 
     async def run(*args: str):  # the CLI is a subprocess; the router runs on this loop meanwhile
         return await asyncio.to_thread(cli, "batch", *args, "--router", router)
@@ -44,10 +51,8 @@ async def test_submit_wait_status_list_results_cancel(
 
 
 async def test_a_bad_file_is_one_line_per_bad_line_and_no_traceback(
-    cli: Run, tmp_path: Path, start_worker: StartWorker, start_router: StartRouter, router_home: Path
+    cli: Run, tmp_path: Path, router: str
 ) -> None:
-    add_peer(router_home, await start_worker(identity=WORKER), WORKER.pubkey)
-    router = (await start_router()).url
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(jsonl([request_line("a"), request_line("a"), b"{oops"]))
     result = await asyncio.to_thread(cli, "batch", "submit", str(bad), "--router", router)
@@ -56,3 +61,14 @@ async def test_a_bad_file_is_one_line_per_bad_line_and_no_traceback(
     assert "line 2: custom_id 'a' is already used on line 1" in result.stderr and "line 3: not valid JSON" in result.stderr
     missing = await asyncio.to_thread(cli, "batch", "submit", str(tmp_path / "nope.jsonl"), "--router", router)
     assert missing.returncode == 1 and "cannot read" in missing.stderr and "Traceback" not in missing.stderr
+
+
+async def test_submit_takes_the_endpoint_from_the_file(
+    cli: Run, tmp_path: Path, router: str
+) -> None:
+    texts = tmp_path / "texts.jsonl"
+    texts.write_bytes(jsonl([embedding_line(f"t{n}") for n in range(5)]))
+    submitted = await asyncio.to_thread(cli, "batch", "submit", str(texts), "--wait", "--json", "--router", router)
+    assert submitted.returncode == 0, submitted.stderr
+    batch = json.loads(submitted.stdout)
+    assert (batch["endpoint"], batch["status"], batch["request_counts"]["completed"]) == ("/v1/embeddings", "completed", 5)

@@ -29,7 +29,7 @@ COMPLETION = {
 
 def create_rogue_app(identity: Identity, behaviour: str) -> web.Application:
     """``behaviour``: die_mid_stream, slow_first_event (2xx at once, an event 3 s later), forged,
-    replayed, stale, misaddressed, wrong_worker, none."""
+    inflated, replayed, stale, misaddressed, wrong_worker, none."""
     app = web.Application()
     app[BEHAVIOUR] = behaviour
     app[STATE] = {"identity": identity, "last": None}
@@ -91,6 +91,8 @@ def _receipt(behaviour: str, state: dict[str, Any], requester: str) -> str | Non
     elif behaviour == "wrong_worker":
         signer = Identity.from_seed(b"\x08" * 32)
         body["workerPubkey"] = signer.pubkey
+    elif behaviour == "inflated":
+        body["outputTokens"] = 2_000  # signed, but more than the answer's usage says
     elif behaviour == "replayed" and state["last"] is not None:
         return state["last"]
     signed = sign_receipt(body, signer)

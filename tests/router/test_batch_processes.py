@@ -3,6 +3,7 @@ SIGKILL mid-batch, and the batch still ends with every custom_id exactly once.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -18,10 +19,11 @@ from typing import Any
 import openai
 import pytest
 
+from lobstah_core.engines.demo import DemoEngine
 from lobstah_core.ledger import Ledger
 from lobstah_core.router.peers import Peer, PeerStore
 
-from .test_batches import jsonl, request_line
+from .test_batches import embedding_line, jsonl, request_line
 
 ITEMS = 60
 
@@ -143,3 +145,23 @@ def test_a_router_killed_mid_batch_resumes_after_restart(processes: Processes, t
     # Requests out at a worker when the router died were sent again: their first receipts
     # died with the router, so the ledger never holds more than one per item.
     assert len(router_receipts(tmp_path)) <= ITEMS
+
+
+def test_an_embeddings_batch_over_worker_processes(processes: Processes, tmp_path: Path) -> None:
+    _, url = start_grid(processes, tmp_path, free_port())
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+    lines = [embedding_line(f"item-{n}") for n in range(ITEMS)]
+    upload = client.files.create(file=("in.jsonl", jsonl(lines)), purpose="batch")
+    batch_id = client.batches.create(input_file_id=upload.id, endpoint="/v1/embeddings", completion_window="24h").id
+    batch = wait_until(client, batch_id, lambda b: b.status == "completed")
+    assert_every_custom_id_once(client, batch)
+    output = [json.loads(line) for line in client.files.content(batch.output_file_id).text.splitlines()]
+    first = next(line for line in output if line["custom_id"] == "item-0")["response"]["body"]
+    expected = asyncio.run(DemoEngine().embed("demo-fast", ["text of item-0"]))
+    assert first["data"][0]["embedding"] == pytest.approx(expected.vectors[0])
+    assert first["usage"]["prompt_tokens"] == expected.prompt_tokens
+    time.sleep(0.5)  # the router writes receipts in batches, after the outcome
+    receipts = router_receipts(tmp_path)
+    assert len(receipts) == ITEMS and {r.receipt.model for r in receipts} == {"demo-fast"}
+    # Both workers took a share: the embeddings went over the grid, not to one peer.
+    assert len({r.receipt.worker_pubkey for r in receipts}) == 2

@@ -12,6 +12,7 @@ import pytest
 
 from lobstah_core.engines.demo import DemoEngine
 from lobstah_core.errors import EngineRejected
+from lobstah_core.event_log import describe
 from lobstah_core.events import BatchProgressed, BatchStatusChanged
 from lobstah_core.config import RouterSettings
 from lobstah_core.http import RunningServer
@@ -22,6 +23,7 @@ from lobstah_core.router.peers import Peer, PeerStore
 from lobstah_core.protocol import Identity
 
 from ..conftest import StartWorker
+from .rogue_worker import create_rogue_app
 from .conftest import ROUTER_ID, StartRouter, add_peer, ledgered
 
 WORKERS = [Identity.from_seed(bytes([n]) * 32) for n in (0xB1, 0xB2)]
@@ -36,6 +38,11 @@ def request_line(custom_id: str, model: str = "demo-fast", **body: Any) -> dict[
         "custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
         "body": {"model": model, "messages": [{"role": "user", "content": f"say {custom_id}"}], "max_tokens": 4, **body},
     }
+
+
+def embedding_line(custom_id: str, model: str = "demo-fast", **body: Any) -> dict[str, Any]:
+    return {"custom_id": custom_id, "method": "POST", "url": "/v1/embeddings",
+            "body": {"model": model, "input": f"text of {custom_id}", "encoding_format": "float", **body}}
 
 
 def jsonl(lines: list[Any]) -> bytes:
@@ -91,6 +98,12 @@ async def test_a_batch_completes_with_every_custom_id_once(grid: Any, router_hom
     assert statuses == ["in_progress", "finalizing", "completed"]
     progress = [e for e in events if isinstance(e, BatchProgressed)]
     assert len(progress) == 40 and progress[-1].completed == 40 and progress[-1].total == 40
+    # Who served how many, as the batch object ([ext]) and the events' running totals say it.
+    per_peer = (done.model_extra or {})["items_per_peer"]
+    assert per_peer == {w.pubkey: sum(r.receipt.worker_pubkey == w.pubkey for r in receipts) for w in WORKERS}
+    assert {e.peer: e.peer_completed for e in progress} == per_peer
+    final = [e for e in events if isinstance(e, BatchStatusChanged) and e.status == "completed"]
+    assert [(e.completed, e.failed, e.total) for e in final] == [(40, 0, 40)]
 
 
 async def _collect(bus: Any, into: list[Any]) -> None:
@@ -139,6 +152,37 @@ async def test_a_bad_input_file_is_refused_with_line_numbers(grid: Any) -> None:
     assert (await client.batches.list()).data == []
 
 
+async def test_an_embeddings_batch_answers_in_openais_embedding_lines(grid: Any, router_home: Path) -> None:
+    client = sdk(grid.url)
+    lines = [embedding_line(f"e{n}") for n in range(10)] + [embedding_line("short", dimensions=8)]
+    upload = await client.files.create(file=("in.jsonl", jsonl(lines)), purpose="batch")
+    batch = await client.batches.create(input_file_id=upload.id, endpoint="/v1/embeddings", completion_window="24h")
+    done = await wait_for(client, batch.id, ("completed",))
+    assert (done.status, done.request_counts.completed, done.error_file_id) == ("completed", 11, None)
+    output = {line["custom_id"]: line for line in await results(client, done.output_file_id)}
+    assert sorted(output) == sorted(line["custom_id"] for line in lines)
+    for line in lines:
+        body = output[line["custom_id"]]["response"]["body"]
+        expected = await DemoEngine().embed("demo-fast", [line["body"]["input"]], line["body"].get("dimensions"))
+        assert output[line["custom_id"]]["response"]["status_code"] == 200
+        assert body["object"] == "list" and body["data"][0]["object"] == "embedding"
+        assert body["data"][0]["embedding"] == pytest.approx(expected.vectors[0])
+    receipts = await ledgered(router_home, 11)
+    assert len(receipts) == 11 and all(r.receipt.output_tokens == 0 for r in receipts)
+
+
+async def test_an_embeddings_batch_file_is_checked_as_embeddings_requests(grid: Any) -> None:
+    client = sdk(grid.url)
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.files.create(file=("in.jsonl", jsonl([embedding_line("a"), embedding_line("b", input=[[1, 2]])])),
+                                  purpose="batch")
+    assert [(e["line"], e["code"]) for e in refused.value.body["errors"]] == [(2, "invalid_body")]
+    mixed = await client.files.create(file=("in.jsonl", jsonl([embedding_line("a"), request_line("b")])), purpose="batch")
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.batches.create(input_file_id=mixed.id, endpoint="/v1/embeddings", completion_window="24h")
+    assert [(e["line"], e["code"]) for e in refused.value.body["errors"]] == [(2, "mismatched_url")]
+
+
 async def test_unknown_ids_are_404_and_a_bad_endpoint_is_400(grid: Any) -> None:
     client = sdk(grid.url)
     with pytest.raises(openai.NotFoundError):
@@ -147,7 +191,7 @@ async def test_unknown_ids_are_404_and_a_bad_endpoint_is_400(grid: Any) -> None:
         await client.batches.create(input_file_id="file-nope", endpoint="/v1/chat/completions", completion_window="24h")
     upload = await client.files.create(file=("in.jsonl", jsonl([request_line("a")])), purpose="batch")
     with pytest.raises(openai.BadRequestError):
-        await client.batches.create(input_file_id=upload.id, endpoint="/v1/embeddings", completion_window="24h")
+        await client.batches.create(input_file_id=upload.id, endpoint="/v1/completions", completion_window="24h")
     with pytest.raises(openai.BadRequestError):
         await client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="soon")
     assert (await client.files.retrieve(upload.id)).filename == "in.jsonl"
@@ -227,6 +271,29 @@ async def test_credit_refusals_pause_the_batch_with_a_reason(
     assert reason and "credit" in reason
 
 
+async def test_a_batch_answers_receipt_is_checked_as_a_chat_answers_is(start_router: StartRouter, router_home: Path) -> None:
+    """A worker whose signed receipt claims more tokens than its answer reported is refused
+    (``inflated``) for a batch request as for a chat request: the answer still counts."""
+    rogue = Identity.from_seed(b"\x67" * 32)
+    server = await RunningServer(create_rogue_app(rogue, "inflated"), "127.0.0.1", 0, "rogue").start()
+    try:
+        add_peer(router_home, server, rogue.pubkey)
+        router = await start_router()
+        client = sdk(router.url)
+        upload = await client.files.create(file=("in.jsonl", jsonl([request_line(f"r{n}") for n in range(3)])), purpose="batch")
+        batch = await client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+        done = await wait_for(client, batch.id, ("completed",))
+        assert done.request_counts.completed == 3
+        desk = router.runner.app[ROUTER].desk
+        for _ in range(50):
+            if desk.rejected.get("inflated") == 3:
+                break
+            await asyncio.sleep(0.1)
+        assert desk.rejected == {"inflated": 3}
+    finally:
+        await server.stop()
+
+
 async def test_requests_failing_while_their_batch_is_cancelled_still_end_in_the_error_file(router_home: Path) -> None:
     peer = Identity.from_seed(b"F" * 32)
 
@@ -253,3 +320,11 @@ async def test_requests_failing_while_their_batch_is_cancelled_still_end_in_the_
         assert sorted(line["custom_id"] for line in await results(client, done.error_file_id)) == ["r0", "r1", "r2", "r3"]
     finally:
         await server.stop()
+
+
+def test_serves_log_names_the_batch_its_counts_and_who_served() -> None:
+    worker = WORKERS[0].pubkey
+    status = describe(BatchStatusChanged(0, "batch_1", "in_progress", 3, 1, 10, "paused: no credit"), {})
+    progress = describe(BatchProgressed(0, "batch_1", 4, 1, 10, worker, 4), {worker: "attic"})
+    assert "batch_1 in_progress, 3/10 done, 1 failed (paused: no credit)" in status
+    assert "batch_1 4/10 done, 1 failed by attic (4 so far)" in progress

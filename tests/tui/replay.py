@@ -14,7 +14,7 @@ from typing import Any
 
 from lobstah_core.errors import SwitchRefused
 from lobstah_core.events import EventBus, event_from_json
-from lobstah_core.node_view import NodeSnapshot, PeerView
+from lobstah_core.node_view import BatchView, NodeSnapshot, PeerView
 from lobstah_core.protocol.schemas import Balance
 
 
@@ -51,6 +51,9 @@ class ReplayNode:
         peers = tuple(PeerView(**{**p, "models": tuple(p["models"])}) for p in shot["peers"])
         return NodeSnapshot(self.pubkey, self.router_url, None, None, peers, None,
                             Balance.model_validate(balance), (), tuple(shot["advertise"]), tuple(shot["sync"]))
+
+    async def batches(self, limit: int = 20) -> tuple[BatchView, ...]:
+        return tuple(BatchView.from_wire(batch) for batch in self.recording.get("batches", [])[:limit])
 
     async def set_advertise(self, on: bool) -> None:
         raise SwitchRefused("a recording cannot advertise")
