@@ -72,6 +72,10 @@ def processes() -> Iterator[Processes]:
     started.stop_all()
 
 
+#: Requests a router can have out at once over start_grid's workers (2 workers, 2 slots each).
+IN_FLIGHT_AT_MOST = 4
+
+
 def start_grid(processes: Processes, tmp_path: Path, router_port: int) -> tuple[list[Any], str]:
     """Two demo workers (40 tokens/s, two at a time) and a router in front of them."""
     workers = []
@@ -142,9 +146,12 @@ def test_a_router_killed_mid_batch_resumes_after_restart(processes: Processes, t
     start_router(processes, tmp_path, port)
     batch = wait_until(client, batch_id, lambda b: b.status == "completed")
     assert_every_custom_id_once(client, batch)
-    # Requests out at a worker when the router died were sent again: their first receipts
-    # died with the router, so the ledger never holds more than one per item.
-    assert len(router_receipts(tmp_path)) <= ITEMS
+    # Requests out at a worker when the router died are sent again. One the worker had already
+    # answered and signed for (the few ms before the router stored its outcome) was paid for an
+    # answer that died with the router: reconciliation brings that receipt in too, so the ledger
+    # may hold one extra per request in flight, never more (README "Cargo batches": closing
+    # this needs an idempotency key on the wire). Seen once in five runs on a busy machine.
+    assert ITEMS <= len(router_receipts(tmp_path)) <= ITEMS + IN_FLIGHT_AT_MOST
 
 
 def test_an_embeddings_batch_over_worker_processes(processes: Processes, tmp_path: Path) -> None:
