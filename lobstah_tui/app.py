@@ -39,7 +39,7 @@ from .widgets.prompt import PromptPanel
 from .widgets.receipts import ReceiptsPanel
 from .widgets.switches import SwitchesPanel
 
-__all__ = ["LobstahApp", "build_parser", "main"]
+__all__ = ["LobstahApp", "build_parser", "main", "settle_gc"]
 
 #: How often arrived events are painted.
 FLUSH_SECONDS = 0.033
@@ -48,6 +48,16 @@ FLUSH_SECONDS = 0.033
 #: enough of them outlived a young collection that a full one came every 2-3 s, and at 250,000
 #: live objects each stopped the screen for 200-400 ms (bench/tui.py): the worst latency there was.
 GC_YOUNG_THRESHOLD = 10_000
+
+
+def settle_gc() -> None:
+    """Tune the garbage collector for a screen that paints many times a second; call it once
+    the app is up. What exists then (modules, the node, the screen) lives as long as the app, so
+    full collections need not walk it again (it halved their pauses); and young collections
+    wait for ``GC_YOUNG_THRESHOLD`` allocations, so that full ones come rarely.
+    """
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 class LobstahApp(App[None]):
@@ -115,10 +125,7 @@ class LobstahApp(App[None]):
         ))
         for warning in self.warnings:
             self.notify(warning, severity="warning", timeout=30)
-        # What exists now (modules, the node, the screen) lives as long as the app: full
-        # collections need not walk it again (it halved their pauses), and they come rarely.
-        gc.freeze()
-        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+        settle_gc()
         self.set_interval(1.0, self.refresh_snapshot)
         # Events are painted in batches: at 200 receipts/s one repaint per receipt would cost
         # more CPU than everything else; 30 flushes a second stay well under 100 ms.
