@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Self
+
 from rich.cells import cell_len
 from rich.text import Text
+from textual.geometry import Region
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey
 
@@ -22,6 +25,8 @@ class PeersPanel(DataTable):
         #: The text of each row as last shown, by pubkey: what the next snapshot is compared to.
         self._shown: dict[str, tuple[str, ...]] = {}
         self._column_keys: list[ColumnKey] = []
+        #: True while ``show`` updates cells: their refreshes wait for one at its end.
+        self._updating = False
 
     def on_mount(self) -> None:
         self.border_title = "Peers"
@@ -36,20 +41,36 @@ class PeersPanel(DataTable):
             for pubkey, texts in rows.items():
                 self.add_row(*(cell(column, text) for column, text in enumerate(texts)), key=pubkey)
         else:
-            # Same peers: touch only the cells that changed (countdowns, load, latency), found by
-            # comparing plain strings. A column is re-measured only when a value outgrows it:
-            # re-measuring on every change walks every row (minutes at 1,000 peers).
-            for pubkey, texts in rows.items():
-                shown = self._shown[pubkey]
-                if texts == shown:
-                    continue
-                for column, (old, new) in enumerate(zip(shown, texts, strict=True)):
+            self._update(rows)
+        self._shown = rows
+        self.border_subtitle = f"{len(snapshot.peers)} peers"
+
+    def _update(self, rows: dict[str, tuple[str, ...]]) -> None:
+        # Same peers: touch only the cells that changed (countdowns, load, latency), found by
+        # comparing plain strings. A column is re-measured only when a value outgrows it:
+        # re-measuring on every change walks every row (minutes at 1,000 peers). Each
+        # update_cell refreshes the whole table: 1,000 countdowns made that 65% of this update
+        # (bench/tui.py); one refresh at the end marks the same.
+        changed = [(pubkey, texts) for pubkey, texts in rows.items() if texts != self._shown[pubkey]]
+        if not changed:
+            return
+        self._updating = True
+        try:
+            for pubkey, texts in changed:
+                for column, (old, new) in enumerate(zip(self._shown[pubkey], texts, strict=True)):
                     if old != new:
                         key = self._column_keys[column]
                         grows = cell_len(new) > self.columns[key].content_width
                         self.update_cell(pubkey, key, cell(column, new), update_width=grows)
-        self._shown = rows
-        self.border_subtitle = f"{len(snapshot.peers)} peers"
+        finally:
+            self._updating = False
+        self.refresh()
+
+    def refresh(self, *regions: Region, repaint: bool = True, layout: bool = False, recompose: bool = False) -> Self:
+        """Textual's refresh, except while ``show`` updates cells (it refreshes once after)."""
+        if self._updating:
+            return self
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
 
 def cell(column: int, text: str) -> Text:
