@@ -120,7 +120,7 @@ class NodeView(Protocol):
         """Stop what ``start`` started."""
 
     async def snapshot(self, recent: int = 50) -> NodeSnapshot:
-        """The node's state now."""
+        """The node's state now, with its ``recent`` newest receipts (0: none, no ledger read)."""
 
     async def set_advertise(self, on: bool) -> None:
         """Flip the advertise switch. Raises SwitchRefused with what to configure."""
