@@ -54,8 +54,10 @@ def settle_gc() -> None:
     """Tune the garbage collector for a screen that paints many times a second; call it once
     the app is up. What exists then (modules, the node, the screen) lives as long as the app, so
     full collections need not walk it again (it halved their pauses); and young collections
-    wait for ``GC_YOUNG_THRESHOLD`` allocations, so that full ones come rarely.
+    wait for ``GC_YOUNG_THRESHOLD`` allocations, so that full ones come rarely. One collection
+    first, so that no garbage is frozen with it (frozen objects are never collected).
     """
+    gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
