@@ -182,7 +182,8 @@ class Node:
             router = self.router.runner.app[ROUTER]
             peers = router.directory.views()
             balance = await asyncio.to_thread(router.ledger.summary, self.identity.pubkey)
-            receipts = tuple(await asyncio.to_thread(router.ledger.recent, recent, self.identity.pubkey))
+            if recent:
+                receipts = tuple(await asyncio.to_thread(router.ledger.recent, recent, self.identity.pubkey))
             rejected = dict(router.desk.rejected)
         queue_depth = None
         if self.worker is not None:

@@ -152,7 +152,7 @@ class NodeView(Protocol):
         """Stop what ``start`` started."""
 
     async def snapshot(self, recent: int = 50) -> NodeSnapshot:
-        """The node's state now."""
+        """The node's state now, with its ``recent`` newest receipts (0: none, no ledger read)."""
 
     async def batches(self, limit: int = 20) -> tuple[BatchView, ...]:
         """The router's newest ``limit`` batches, newest first (none when it runs no router);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -29,9 +30,11 @@ class BalancePanel(Vertical):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         #: ms since the epoch of each point; the first is None until an event dates it.
-        self.times: list[int | None] = []
-        self.earned: list[int] = []
-        self.spent: list[int] = []
+        self.times: deque[int | None] = deque(maxlen=HISTORY)
+        self.earned: deque[int] = deque(maxlen=HISTORY)
+        self.spent: deque[int] = deque(maxlen=HISTORY)
+        #: Points added since the plot was last drawn.
+        self._unplotted = 0
 
     def compose(self) -> ComposeResult:
         yield Static("no balance yet", id="balance-figures")
@@ -46,14 +49,24 @@ class BalancePanel(Vertical):
             return
         mine = snapshot.balance.self
         if not self.earned:  # start the curves from what the ledger already holds
-            self.times, self.earned, self.spent = [None], [mine.earned], [mine.spent]
-        # Redrawn once a snapshot (1 Hz), not per receipt: at 200 receipts/s that is the cost.
-        self._plot(now_ms)
+            self.times.append(None)
+            self.earned.append(mine.earned)
+            self.spent.append(mine.spent)
+        # Redrawn at most once a snapshot (1 Hz), not per receipt: at 200 receipts/s that is the
+        # cost. Unchanged curves are not redrawn, unless their one point is "now" (no receipt yet).
+        # The redraw waits for the frame after this one, which paints the peers table: each takes
+        # tens of ms to render, and receipts wait for a frame that does both.
+        if self._unplotted or self.times[0] is None:
+            self.call_after_refresh(self._plot, now_ms)
         # The figures' colours are the curves' legend (a legend inside the plot hides lines).
-        self.query_one("#balance-figures", Static).update(Text.assemble(
+        figures = Text.assemble(
             "earned ", (f"{mine.earned:,}", "green"), "   spent ", (f"{mine.spent:,}", "yellow"),
             "\nnet ", f"{mine.net:+,}", "   available ", (f"{mine.available:,}", "bold"),
-        ))
+        )
+        shown = self.query_one("#balance-figures", Static)
+        if shown.content != figures:
+            # Its height is fixed by the stylesheet: no need to lay the screen out again.
+            shown.update(figures, layout=False)
 
     def add(self, event: Event) -> None:
         """Move the curves by the credit of a receipt event; other events are ignored."""
@@ -67,21 +80,26 @@ class BalancePanel(Vertical):
             spent += credit
         if self.times[0] is None:
             self.times[0] = event.at  # the ledger's total, just before the first receipt seen
-        self.times = (self.times + [event.at])[-HISTORY:]
-        self.earned = (self.earned + [earned])[-HISTORY:]
-        self.spent = (self.spent + [spent])[-HISTORY:]
+        self.times.append(event.at)
+        self.earned.append(earned)
+        self.spent.append(spent)
+        self._unplotted += 1
 
     def _plot(self, now_ms: int) -> None:
-        plot = self.query_one("#balance-plot", PlotextPlot)
+        plots = self.query("#balance-plot").results(PlotextPlot)
+        plot = next(plots, None)
+        if plot is None:
+            return  # the app closed before the frame this redraw waited for
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
         times = [now_ms if t is None else t for t in self.times]
         # Seconds from the first point: plotext wants numbers; the ticks carry the clock time.
         x = [(t - times[0]) / 1000 for t in times]
-        plt.plot(x, self.earned, color="green")
-        plt.plot(x, self.spent, color="yellow")
+        plt.plot(x, list(self.earned), color="green")
+        plt.plot(x, list(self.spent), color="yellow")
         span = x[-1] or 1.0
         ticks = [span * i / (TIME_TICKS - 1) for i in range(TIME_TICKS)]
         plt.xticks(ticks, [time.strftime("%H:%M:%S", time.localtime(times[0] / 1000 + tick)) for tick in ticks])
         plot.refresh()
+        self._unplotted = 0

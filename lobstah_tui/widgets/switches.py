@@ -28,4 +28,6 @@ class SwitchesPanel(Vertical):
             switch = self.query_one(f"#{name}", Switch)
             with switch.prevent(Switch.Changed):
                 switch.value = on
-            self.query_one(f"#{name}-result", Static).update(result)
+            line = self.query_one(f"#{name}-result", Static)
+            if line.content != result:  # each update lays the whole screen out again
+                line.update(result)

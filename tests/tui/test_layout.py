@@ -1,6 +1,6 @@
 """The dashboard as an operator meets it: an 80x24 terminal, a long answer, leaving the prompt
-with Escape, an exclusion countdown that appears after the table was drawn (Pilot, recorded
-grid: no servers needed)."""
+with Escape, an exclusion countdown that appears after the table was drawn, bursts of receipts
+and of snapshots painted together (Pilot, recorded grid: no servers needed)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from textual.widgets import Input
+
+from lobstah_core.events import ReceiptAccepted
+from lobstah_core.node_view import NodeSnapshot
 from textual_plotext import PlotextPlot
 
 from lobstah_tui.app import LobstahApp
 from lobstah_tui.widgets.peers import PeersPanel
 from lobstah_tui.widgets.prompt import PromptPanel
+from lobstah_tui.widgets.receipts import ReceiptsPanel
 
 from .replay import ReplayNode
 from .screen_text import screen_rows
@@ -97,3 +101,44 @@ async def test_escape_leaves_the_prompt_and_gives_the_keys_back() -> None:
         await pilot.press("a")  # the dashboard's key again: the recording refuses to advertise
         await wait_for(pilot, lambda: bool(app._notifications))
         assert prompt.value == "as"
+
+
+async def test_a_burst_of_receipts_shows_every_line_in_order() -> None:
+    node = ReplayNode(RECORDING)
+    app = recorded_app(node)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: any("✗ rejected" in row for row in screen_rows(app)))
+        before = len(app.query_one(ReceiptsPanel).lines)
+        peer = node.recording["snapshot"]["peers"][0]["pubkey"]
+        for n in range(60):  # all between two frames: they are painted together
+            node.bus.publish(ReceiptAccepted(NOW, peer, "demo-fast", 100 + n, 1, f"{n:032x}"))
+        await wait_for(pilot, lambda: any("159+1" in row for row in screen_rows(app)))
+        assert len(app.query_one(ReceiptsPanel).lines) == before + 60
+        shown = [int(m) for row in screen_rows(app) for m in re.findall(r"(\d+)\+1 ", row)]
+        assert shown == sorted(shown) and shown[-1] == 159, shown  # oldest first, the newest at the bottom
+
+
+class RelabelledNode(ReplayNode):
+    """The recording with labels that look like markup."""
+
+    async def snapshot(self, recent: int = 50) -> NodeSnapshot:
+        shot = await super().snapshot(recent)
+        return dataclasses.replace(shot, peers=tuple(dataclasses.replace(p, label=f"[b]{p.label}") for p in shot.peers))
+
+
+async def test_a_burst_of_snapshots_leaves_the_latest_on_screen() -> None:
+    node = RelabelledNode(RECORDING)
+    # The app's own snapshots (1 Hz) show the same as the last of the burst: the end state
+    # does not depend on where they fall in it.
+    app = LobstahApp(node, clock_ms=lambda: NOW + 6000)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: len(app.query_one(PeersPanel).rows) == 3)
+        latest = await node.snapshot()
+        recorded = dataclasses.replace(latest, peers=tuple(dataclasses.replace(p, label=p.label[3:]) for p in latest.peers))
+        table = app.query_one(PeersPanel)
+        for seconds in range(1, 6):  # snapshots between two frames; the countdown runs on
+            table.show(recorded, NOW + seconds * 1000)
+        table.show(latest, NOW + 6000)
+        # 17 s at NOW, 6 s later; a label is shown as it is, not read as markup.
+        await wait_for(pilot, lambda: any("excluded 11s" in row and "[b]flaky" in row for row in screen_rows(app)))
+        assert not any("excluded 12s" in row or "excluded 16s" in row for row in screen_rows(app))
