@@ -3,7 +3,10 @@
 Capacity (models, queue depth, tier) is refreshed in the background every ``interval`` seconds,
 at most ``max_probes`` at once, at most one per peer in flight, each with a 2 s timeout. A failed
 probe counts as a failure of the peer in its health (a stopped process is excluded without a
-request having to wait for it). The request path only reads what is cached. The peer file is re-read when it changes, so
+request having to wait for it), and the background loop asks a peer that keeps failing ever less
+often: after n failures in a row, every ``interval × 2^(n-1)`` seconds, at most every
+:data:`PROBE_BACKOFF_MAX_S` (a thousand stale discovered peers would otherwise cost a probe, a
+failure and an event each every ``interval``). The request path only reads what is cached. The peer file is re-read when it changes, so
 ``lobstah-core peers add`` takes effect on a running router.
 """
 
@@ -26,9 +29,11 @@ from .health import HealthBook
 from .peers import Peer, PeerListError, PeerStore
 from .transport import PeerTransport, PeerUnreachable
 
-__all__ = ["PeerDirectory"]
+__all__ = ["PeerDirectory", "PROBE_BACKOFF_MAX_S"]
 
 log = logging.getLogger("lobstah.router")
+#: The longest a peer whose probes keep failing waits for its next one, in seconds.
+PROBE_BACKOFF_MAX_S = 120.0
 #: An age no probe result ever reaches: refresh(older_than_ms=_NEVER) probes only unprobed peers.
 _NEVER = 2**62
 
@@ -58,6 +63,8 @@ class PeerDirectory:
         self.load_error: str | None = None
         #: The node's own worker, when the router runs in a node that has one (see serve_self).
         self.own: Peer | None = None
+        #: Per peer whose last probe failed: when the background loop may probe it again (ms).
+        self._next_probe_ms: dict[str, int] = {}
 
     def serve_self(self, worker: Peer) -> None:
         """Make the node's own ``worker`` a peer whatever peers.json says (and probe it now).
@@ -128,13 +135,19 @@ class PeerDirectory:
                 found.append(peer)
         return found
 
-    async def refresh(self, older_than_ms: int = 0) -> None:
-        """Probe every active peer whose capacity is older than ``older_than_ms``; wait for them."""
+    async def refresh(self, older_than_ms: int = 0, *, back_off: bool = False) -> None:
+        """Probe every active peer whose capacity is older than ``older_than_ms``; wait for them.
+
+        Args:
+            back_off: leave out peers whose failed probes make them wait (module docstring).
+        """
         now = self._clock_ms()
         tasks = []
         for peer in self.active():
             state = self.health.of(peer.pubkey)
             if state.capacity_at is not None and now - state.capacity_at < older_than_ms:
+                continue
+            if back_off and now < self._next_probe_ms.get(peer.pubkey, 0):
                 continue
             task = self._probes.get(peer.pubkey)
             if task is None or task.done():
@@ -150,11 +163,11 @@ class PeerDirectory:
         while True:
             if self.reload():
                 # Peers just added (e.g. `lobstah-core peers add`) are probed now, not next round.
-                asyncio.create_task(self.refresh(older_than_ms=_NEVER))
+                asyncio.create_task(self.refresh(older_than_ms=_NEVER, back_off=True))
             self.health.sweep()
             if loop.time() - last_refresh >= self.interval:
                 last_refresh = loop.time()
-                asyncio.create_task(self.refresh())
+                asyncio.create_task(self.refresh(back_off=True))
             await asyncio.sleep(1.0)
 
     async def close(self) -> None:
@@ -180,14 +193,21 @@ class PeerDirectory:
                 # A peer that cannot say what it serves (stopped, hung, gone) will not serve a
                 # request either: the failure counts toward its exclusion.
                 self.health.failed(peer.pubkey, f"capacity probe: {state.capacity_error}")
+                self._back_off(peer.pubkey, state.consecutive_failures)
                 return
         if capacity.pubkey != peer.pubkey:
             state.capacity_error = "answers with another pubkey than the peer list says"
             state.capacity = None
             return
+        self._next_probe_ms.pop(peer.pubkey, None)
         previous = state.capacity
         state.capacity, state.capacity_at, state.capacity_error = capacity, self._clock_ms(), None
         if previous is None or (previous.models, previous.queue_depth, previous.tier) != (
             capacity.models, capacity.queue_depth, capacity.tier
         ):
             self.bus.publish(CapacityChanged(self._clock_ms(), peer.pubkey, tuple(capacity.models), capacity.queue_depth, capacity.tier))
+
+    def _back_off(self, pubkey: str, failures: int) -> None:
+        """After ``failures`` in a row, the next probe waits interval × 2^(failures-1) seconds."""
+        wait_s = min(self.interval * 2 ** min(max(failures - 1, 0), 16), PROBE_BACKOFF_MAX_S)
+        self._next_probe_ms[pubkey] = self._clock_ms() + int(wait_s * 1000)
