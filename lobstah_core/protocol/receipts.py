@@ -39,6 +39,8 @@ __all__ = [
     "new_nonce",
     "sign_receipt",
     "verify_receipt",
+    "verify_receipt_wire",
+    "signed_receipt_text",
     "check_receipt_fresh",
     "check_receipt_addressed",
     "encode_receipt_header",
@@ -52,6 +54,9 @@ RECEIPT_COMMENT = ":lobstah-receipt:"
 
 #: How far ``completedAt`` may be from the verifier's clock, either way.
 RECEIPT_WINDOW_MS = 300_000
+
+#: Compact JSON as the JS nodes write it: no spaces, non-ASCII characters raw.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 #: The most tokens one receipt may claim on either side (WIRE.md "[ext] bounds").
 MAX_TOKENS = 10**9
@@ -128,9 +133,29 @@ def verify_receipt(signed: SignedReceipt | dict[str, Any]) -> SignedReceipt:
         MalformedMessage: not a well-formed signed receipt.
         InvalidSignature: the signature does not verify.
     """
+    return verify_receipt_wire(signed)[0]
+
+
+def verify_receipt_wire(signed: SignedReceipt | dict[str, Any]) -> tuple[SignedReceipt, dict[str, Any]]:
+    """:func:`verify_receipt`, also returning the signed receipt's wire form (``to_wire()``).
+
+    The signature covers the canonical JSON of ``wire["receipt"]``; a caller that stores the
+    receipt reuses the same dict instead of serialising the model a second time.
+
+    Raises:
+        MalformedMessage: not a well-formed signed receipt.
+        InvalidSignature: the signature does not verify.
+    """
     model = parse_model(SignedReceipt, signed)
-    verify_object(model.receipt.worker_pubkey, model.receipt.to_wire(), model.signature)
-    return model
+    wire = model.to_wire()
+    verify_object(model.receipt.worker_pubkey, wire["receipt"], model.signature)
+    return model, wire
+
+
+def signed_receipt_text(wire: dict[str, Any]) -> str:
+    """A signed receipt's wire form as compact JSON: the text the receipt header carries and
+    the ledger stores."""
+    return _COMPACT_JSON.encode(wire)
 
 
 def check_receipt_fresh(
@@ -159,7 +184,7 @@ def check_receipt_addressed(
 
 def encode_receipt_header(signed: SignedReceipt) -> str:
     """The ``x-lobstah-receipt`` header / SSE comment value: base64 of the signed JSON."""
-    text = json.dumps(signed.to_wire(), separators=(",", ":"), ensure_ascii=False)
+    text = signed_receipt_text(signed.to_wire())
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
