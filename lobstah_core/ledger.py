@@ -18,6 +18,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain, islice
 from multiprocessing import get_context
@@ -28,7 +29,7 @@ from pydantic import ValidationError
 
 from .config import ALLOWANCE
 from .errors import LedgerError, MalformedMessage, ProtocolError
-from .protocol.receipts import Receipt, SignedReceipt, signed_receipt_text, verify_receipt_wire
+from .protocol.receipts import Receipt, SignedReceipt, signed_receipt_text, verify_receipt
 from .protocol.schemas import Balance, BalanceTotals, SelfBalance
 from .protocol.wire import parse_json, parse_model
 
@@ -153,8 +154,12 @@ class BalanceBucket:
 class Ledger:
     """A SQLite store of verified signed receipts with per-pubkey balances."""
 
-    def __init__(self, path: Path | str, *, batch_size: int = 2000) -> None:
+    def __init__(self, path: Path | str, *, batch_size: int = 10_000) -> None:
         """Open (creating if needed) the ledger at ``path``; ``":memory:"`` for a private one.
+
+        ``batch_size`` receipts of a bulk import are verified together and committed in one
+        transaction (fewer, larger commits rewrite fewer index pages: a row costs 0.7-0.8 times
+        the CPU of batches of 2,000, measured at 200,000 rows).
 
         Raises:
             LedgerError: the file cannot be opened or is not a ledger.
@@ -193,7 +198,7 @@ class Ledger:
             ``added``, ``duplicate`` (nonce seen before), or ``invalid`` with the reason.
         """
         try:
-            row = _row(*verify_receipt_wire(signed))
+            row = _row(verify_receipt(signed))
         except ProtocolError as exc:
             return AddResult("invalid", exc.message)
         added = self._insert([row])
@@ -208,7 +213,7 @@ class Ledger:
         if not receipts:
             return []
         with self._transaction():
-            return [self._db.execute(_INSERT, _row(r, r.to_wire())).rowcount == 1 for r in receipts]
+            return [self._db.execute(_INSERT, _row(r)).rowcount == 1 for r in receipts]
 
     def add_many(self, receipts: Iterable[SignedReceipt | dict[str, Any]]) -> ImportReport:
         """Verify and store many receipts, in batched transactions (a bulk import)."""
@@ -224,15 +229,36 @@ class Ledger:
         return self._ingest((n, line) for n, line in enumerate(lines, start=1) if line.strip())
 
     def _ingest(self, numbered: Iterable[tuple[int, str | dict[str, Any]]]) -> ImportReport:
+        with self._import_cache():
+            report = self._ingest_batches(iter(numbered))
+        report.problems.sort()
+        return report
+
+    @contextmanager
+    def _import_cache(self) -> Iterator[None]:
+        """A 64 MiB page cache (SQLite's default: 2 MiB) while importing, the old one after.
+
+        Nonces are random, so each insert lands on a random page of the nonce index; a cache
+        that holds the index saves re-reading it (11-20% of the insert's CPU at 200,000 rows,
+        18% at 1,000,000, measured).
+        """
+        with self._lock:
+            (previous,) = self._db.execute("PRAGMA cache_size").fetchone()
+            self._db.execute("PRAGMA cache_size = -65536")
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._db.execute(f"PRAGMA cache_size = {int(previous)}")
+
+    def _ingest_batches(self, items: Iterator[tuple[int, str | dict[str, Any]]]) -> ImportReport:
         report = ImportReport()
-        items = iter(numbered)
         first = list(islice(items, self._batch_size))
         second = list(islice(items, self._batch_size))
         if not second:
-            # Everything fits in one batch: not worth starting verifier processes (a pool spawns
-            # interpreters, ~0.5 s; one batch verifies faster than that in this process).
+            # Everything fits in one batch: not worth starting verifier processes (each spawned
+            # interpreter spends ~0.8 s of CPU importing this package before it verifies).
             self._store(report, first, _verified_rows([item for _, item in first]))
-            report.problems.sort()
             return report
         rest = iter(lambda: list(islice(items, self._batch_size)), [])
         batches = chain([first, second], rest)
@@ -248,7 +274,6 @@ class Ledger:
             while pending:
                 done, future = pending.popleft()
                 self._store(report, done, future.result())
-        report.problems.sort()
         return report
 
     def _store(self, report: ImportReport, batch: list[tuple[int, Any]], outcomes: list[_Outcome]) -> None:
@@ -438,7 +463,7 @@ def _verified_rows(items: list[str | dict[str, Any]]) -> list[_Outcome]:
     for item in items:
         try:
             body = _parse_line(item) if isinstance(item, str) else item
-            outcomes.append(_row(*verify_receipt_wire(body)))
+            outcomes.append(_row(verify_receipt(body)))
         except MalformedMessage as exc:
             outcomes.append(_Refusal("malformed", exc.message))
         except ProtocolError as exc:
@@ -461,10 +486,10 @@ def _parse_line(line: str) -> SignedReceipt | Any:
         return parse_json(line)
 
 
-def _row(signed: SignedReceipt, wire: dict[str, Any]) -> tuple[Any, ...]:
-    """The ``receipts`` row of a verified receipt whose wire form is ``wire``."""
+def _row(signed: SignedReceipt) -> tuple[Any, ...]:
+    """The ``receipts`` row of a verified receipt."""
     receipt: Receipt = signed.receipt
-    text = signed_receipt_text(wire)
+    text = signed_receipt_text(signed)
     row = (
         receipt.nonce,
         receipt.job_id,
@@ -483,7 +508,7 @@ def _row(signed: SignedReceipt, wire: dict[str, Any]) -> tuple[Any, ...]:
     # escapes it), but SQLite holds UTF-8 only and refused the whole batch. The JSON is kept
     # escaped (it reads back the same); the columns' copies hold the escape as text.
     escaped = tuple(_escape_surrogates(value) if isinstance(value, str) else value for value in row[:-1])
-    return (*escaped, json.dumps(wire, separators=(",", ":")))
+    return (*escaped, json.dumps(signed.to_wire(), separators=(",", ":")))
 
 
 def _has_surrogate(text: str) -> bool:

@@ -15,6 +15,7 @@ import secrets
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictInt, StringConstraints
+from pydantic_core import PydanticSerializationError
 
 from ..errors import InvalidSignature, MalformedMessage, StaleMessage
 from .identity import Identity
@@ -39,7 +40,6 @@ __all__ = [
     "new_nonce",
     "sign_receipt",
     "verify_receipt",
-    "verify_receipt_wire",
     "signed_receipt_text",
     "check_receipt_fresh",
     "check_receipt_addressed",
@@ -133,29 +133,26 @@ def verify_receipt(signed: SignedReceipt | dict[str, Any]) -> SignedReceipt:
         MalformedMessage: not a well-formed signed receipt.
         InvalidSignature: the signature does not verify.
     """
-    return verify_receipt_wire(signed)[0]
-
-
-def verify_receipt_wire(signed: SignedReceipt | dict[str, Any]) -> tuple[SignedReceipt, dict[str, Any]]:
-    """:func:`verify_receipt`, also returning the signed receipt's wire form (``to_wire()``).
-
-    The signature covers the canonical JSON of ``wire["receipt"]``; a caller that stores the
-    receipt reuses the same dict instead of serialising the model a second time.
-
-    Raises:
-        MalformedMessage: not a well-formed signed receipt.
-        InvalidSignature: the signature does not verify.
-    """
     model = parse_model(SignedReceipt, signed)
-    wire = model.to_wire()
-    verify_object(model.receipt.worker_pubkey, wire["receipt"], model.signature)
-    return model, wire
+    verify_object(model.receipt.worker_pubkey, model.receipt.to_wire(), model.signature)
+    return model
 
 
-def signed_receipt_text(wire: dict[str, Any]) -> str:
-    """A signed receipt's wire form as compact JSON: the text the receipt header carries and
-    the ledger stores."""
-    return _COMPACT_JSON.encode(wire)
+def signed_receipt_text(signed: SignedReceipt) -> str:
+    """``signed`` as compact JSON, keys in field order: the text the receipt header carries and
+    the ledger stores; ``json.dumps(signed.to_wire(), separators=(",", ":"),
+    ensure_ascii=False)``.
+
+    pydantic writes that same text from the model, at a third of the cost (measured), when it
+    holds only the receipt's own fields (strings and integers escape alike in both; unknown
+    fields may hold floats, which they print differently) and no lone surrogate.
+    """
+    if not signed.receipt.model_extra:
+        try:
+            return signed.model_dump_json(by_alias=True, exclude_unset=True)
+        except PydanticSerializationError:
+            pass  # a lone surrogate: pydantic will not write it, json does
+    return _COMPACT_JSON.encode(signed.to_wire())
 
 
 def check_receipt_fresh(
@@ -184,7 +181,7 @@ def check_receipt_addressed(
 
 def encode_receipt_header(signed: SignedReceipt) -> str:
     """The ``x-lobstah-receipt`` header / SSE comment value: base64 of the signed JSON."""
-    text = signed_receipt_text(signed.to_wire())
+    text = signed_receipt_text(signed)
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
