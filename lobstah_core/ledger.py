@@ -18,17 +18,20 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain, islice
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+from pydantic import ValidationError
+
 from .config import ALLOWANCE
 from .errors import LedgerError, MalformedMessage, ProtocolError
-from .protocol.receipts import SignedReceipt, verify_receipt
+from .protocol.receipts import Receipt, SignedReceipt, signed_receipt_text, verify_receipt
 from .protocol.schemas import Balance, BalanceTotals, SelfBalance
-from .protocol.wire import parse_json
+from .protocol.wire import parse_json, parse_model
 
 __all__ = ["Ledger", "AddResult", "ImportReport", "BalanceBucket", "iter_lines"]
 
@@ -56,7 +59,11 @@ CREATE TABLE IF NOT EXISTS balances (
     -- receipts in which this pubkey is the worker; their sum over all rows counts the ledger
     issued   INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
+"""
 
+#: Balances follow every insert in its own transaction. Bulk imports lift it for a batch and
+#: sum the batch instead (see :meth:`Ledger._insert_batch`).
+_CREDIT_TRIGGER = """
 CREATE TRIGGER IF NOT EXISTS receipts_credit AFTER INSERT ON receipts BEGIN
     INSERT INTO balances (pubkey, earned, issued)
         VALUES (new.worker, new.input_tokens + new.output_tokens, 1)
@@ -66,6 +73,25 @@ CREATE TRIGGER IF NOT EXISTS receipts_credit AFTER INSERT ON receipts BEGIN
         VALUES (new.requester, new.input_tokens + new.output_tokens)
         ON CONFLICT (pubkey) DO UPDATE SET spent = spent + excluded.spent;
 END;
+"""
+
+#: What the trigger adds, for the rows a batch added (``rowid > ?``), in one statement each.
+#: NOT INDEXED: left alone, SQLite walks the whole (worker, ...) index to group, ignoring the
+#: rowid range, and an import grows quadratic.
+_CREDIT_ADDED = """
+INSERT INTO balances (pubkey, earned, issued)
+    SELECT worker, sum(input_tokens + output_tokens), count(*)
+    FROM receipts NOT INDEXED WHERE rowid > ?
+    GROUP BY worker
+    ON CONFLICT (pubkey) DO UPDATE
+    SET earned = earned + excluded.earned, issued = issued + excluded.issued
+"""
+_DEBIT_ADDED = """
+INSERT INTO balances (pubkey, spent)
+    SELECT requester, sum(input_tokens + output_tokens)
+    FROM receipts NOT INDEXED WHERE rowid > ?
+    GROUP BY requester
+    ON CONFLICT (pubkey) DO UPDATE SET spent = spent + excluded.spent
 """
 
 _INSERT = """
@@ -128,8 +154,12 @@ class BalanceBucket:
 class Ledger:
     """A SQLite store of verified signed receipts with per-pubkey balances."""
 
-    def __init__(self, path: Path | str, *, batch_size: int = 2000) -> None:
+    def __init__(self, path: Path | str, *, batch_size: int = 10_000) -> None:
         """Open (creating if needed) the ledger at ``path``; ``":memory:"`` for a private one.
+
+        ``batch_size`` receipts of a bulk import are verified together and committed in one
+        transaction (fewer, larger commits rewrite fewer index pages: a row costs 0.7-0.8 times
+        the CPU of batches of 2,000, measured at 200,000 rows).
 
         Raises:
             LedgerError: the file cannot be opened or is not a ledger.
@@ -146,7 +176,7 @@ class Ledger:
             self._db.execute("PRAGMA busy_timeout = 30000")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
-            self._db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+            self._db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} {_CREDIT_TRIGGER} COMMIT;")
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"cannot open ledger {path}: {exc}") from None
 
@@ -168,10 +198,10 @@ class Ledger:
             ``added``, ``duplicate`` (nonce seen before), or ``invalid`` with the reason.
         """
         try:
-            model = verify_receipt(signed)
+            row = _row(verify_receipt(signed))
         except ProtocolError as exc:
             return AddResult("invalid", exc.message)
-        added = self._insert([_row(model)])
+        added = self._insert([row])
         return AddResult("added" if added else "duplicate")
 
     def add_verified(self, receipts: list[SignedReceipt]) -> list[bool]:
@@ -199,15 +229,36 @@ class Ledger:
         return self._ingest((n, line) for n, line in enumerate(lines, start=1) if line.strip())
 
     def _ingest(self, numbered: Iterable[tuple[int, str | dict[str, Any]]]) -> ImportReport:
+        with self._import_cache():
+            report = self._ingest_batches(iter(numbered))
+        report.problems.sort()
+        return report
+
+    @contextmanager
+    def _import_cache(self) -> Iterator[None]:
+        """A 64 MiB page cache (SQLite's default: 2 MiB) while importing, the old one after.
+
+        Nonces are random, so each insert lands on a random page of the nonce index; a cache
+        that holds the index saves re-reading it (11-20% of the insert's CPU at 200,000 rows,
+        18% at 1,000,000, measured).
+        """
+        with self._lock:
+            (previous,) = self._db.execute("PRAGMA cache_size").fetchone()
+            self._db.execute("PRAGMA cache_size = -65536")
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._db.execute(f"PRAGMA cache_size = {int(previous)}")
+
+    def _ingest_batches(self, items: Iterator[tuple[int, str | dict[str, Any]]]) -> ImportReport:
         report = ImportReport()
-        items = iter(numbered)
         first = list(islice(items, self._batch_size))
         second = list(islice(items, self._batch_size))
         if not second:
-            # Everything fits in one batch: not worth starting verifier processes (a pool spawns
-            # interpreters, ~0.5 s; one batch verifies faster than that in this process).
+            # Everything fits in one batch: not worth starting verifier processes (each spawned
+            # interpreter spends ~0.8 s of CPU importing this package before it verifies).
             self._store(report, first, _verified_rows([item for _, item in first]))
-            report.problems.sort()
             return report
         rest = iter(lambda: list(islice(items, self._batch_size)), [])
         batches = chain([first, second], rest)
@@ -223,7 +274,6 @@ class Ledger:
             while pending:
                 done, future = pending.popleft()
                 self._store(report, done, future.result())
-        report.problems.sort()
         return report
 
     def _store(self, report: ImportReport, batch: list[tuple[int, Any]], outcomes: list[_Outcome]) -> None:
@@ -233,7 +283,7 @@ class Ledger:
                 report.refuse(outcome.kind, number, outcome.reason)
             else:
                 rows.append(outcome)
-        added = self._insert(rows)
+        added = self._insert_batch(rows)
         report.added += added
         report.duplicate += len(rows) - added
 
@@ -326,7 +376,7 @@ class Ledger:
                 " ORDER BY completed_at DESC LIMIT ?",
                 (pubkey, pubkey, pubkey, limit),
             )
-        return [SignedReceipt.model_validate_json(signed) for (signed,) in rows]
+        return [parse_model(SignedReceipt, _parse_line(signed)) for (signed,) in rows]
 
     def history(self, pubkey: str, bucket_ms: int, since_ms: int = 0) -> list[BalanceBucket]:
         """Credits ``pubkey`` earned and spent per ``bucket_ms`` since ``since_ms``, oldest first."""
@@ -351,6 +401,28 @@ class Ledger:
             # rowcount sums the rows each INSERT added (OR IGNORE skips known nonces) and,
             # unlike total_changes, leaves out the trigger's writes.
             return self._db.executemany(_INSERT, rows).rowcount
+
+    def _insert_batch(self, rows: list[tuple[Any, ...]]) -> int:
+        """:meth:`_insert` for a bulk import: the same rows and balances for about half the CPU.
+
+        The trigger's two upserts per row are half an insert's cost (61 against 31 µs a row at
+        100,000 rows, measured); here the batch is inserted without it and the balances take the
+        batch's sums instead. Dropping and re-creating the trigger happens inside the batch's
+        transaction, so no other connection ever sees the ledger without it, and a failure rolls
+        both back.
+        """
+        if not rows:
+            return 0
+        with self._transaction():
+            self._db.execute("DROP TRIGGER receipts_credit")
+            # New rows get rowids above the largest (the ledger never deletes), so rowid > last
+            # is exactly what this batch added, duplicates left out.
+            (last,) = self._db.execute("SELECT coalesce(max(rowid), 0) FROM receipts").fetchone()
+            added = self._db.executemany(_INSERT, rows).rowcount
+            self._db.execute(_CREDIT_ADDED, (last,))
+            self._db.execute(_DEBIT_ADDED, (last,))
+            self._db.execute(_CREDIT_TRIGGER)
+            return added
 
     def _read(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -391,7 +463,7 @@ def _verified_rows(items: list[str | dict[str, Any]]) -> list[_Outcome]:
     outcomes: list[_Outcome] = []
     for item in items:
         try:
-            body = parse_json(item) if isinstance(item, str) else item
+            body = _parse_line(item) if isinstance(item, str) else item
             outcomes.append(_row(verify_receipt(body)))
         except MalformedMessage as exc:
             outcomes.append(_Refusal("malformed", exc.message))
@@ -400,9 +472,26 @@ def _verified_rows(items: list[str | dict[str, Any]]) -> list[_Outcome]:
     return outcomes
 
 
+def _parse_line(line: str) -> SignedReceipt | Any:
+    """A signed receipt's JSON text as its model, or, if pydantic refuses it, as parsed JSON.
+
+    pydantic parses and validates a good line in one pass, for about 0.6 of the cost of
+    ``json.loads`` then validation (measured). It is at least as strict as ``json.loads`` and
+    reads what both accept the same way (tests/ledger), so a line it refuses (a lone surrogate,
+    for one, which ``json.loads`` takes) goes the general way, where its problem is named as for
+    every other input.
+    """
+    try:
+        return SignedReceipt.model_validate_json(line)
+    except ValidationError:
+        return parse_json(line)
+
+
 def _row(signed: SignedReceipt) -> tuple[Any, ...]:
-    receipt = signed.receipt
-    return (
+    """The ``receipts`` row of a verified receipt."""
+    receipt: Receipt = signed.receipt
+    text = signed_receipt_text(signed)
+    row = (
         receipt.nonce,
         receipt.job_id,
         receipt.requester_pubkey,
@@ -412,8 +501,27 @@ def _row(signed: SignedReceipt) -> tuple[Any, ...]:
         receipt.output_tokens,
         receipt.started_at,
         receipt.completed_at,
-        json.dumps(signed.to_wire(), separators=(",", ":"), ensure_ascii=False),
+        text,
     )
+    if text.isascii() or not _has_surrogate(text):
+        return row
+    # JSON.parse takes a lone surrogate ("\ud800") and the signature covers it (canonical JSON
+    # escapes it), but SQLite holds UTF-8 only and refused the whole batch. The JSON is kept
+    # escaped (it reads back the same); the columns' copies hold the escape as text.
+    escaped = tuple(_escape_surrogates(value) if isinstance(value, str) else value for value in row[:-1])
+    return (*escaped, json.dumps(signed.to_wire(), separators=(",", ":")))
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _escape_surrogates(value: str) -> str:
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def iter_lines(path: Path) -> Iterator[str]:

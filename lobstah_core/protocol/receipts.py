@@ -15,6 +15,7 @@ import secrets
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictInt, StringConstraints
+from pydantic_core import PydanticSerializationError
 
 from ..errors import InvalidSignature, MalformedMessage, StaleMessage
 from .identity import Identity
@@ -39,6 +40,7 @@ __all__ = [
     "new_nonce",
     "sign_receipt",
     "verify_receipt",
+    "signed_receipt_text",
     "check_receipt_fresh",
     "check_receipt_addressed",
     "encode_receipt_header",
@@ -52,6 +54,9 @@ RECEIPT_COMMENT = ":lobstah-receipt:"
 
 #: How far ``completedAt`` may be from the verifier's clock, either way.
 RECEIPT_WINDOW_MS = 300_000
+
+#: Compact JSON as the JS nodes write it: no spaces, non-ASCII characters raw.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 #: The most tokens one receipt may claim on either side (WIRE.md "[ext] bounds").
 MAX_TOKENS = 10**9
@@ -133,6 +138,23 @@ def verify_receipt(signed: SignedReceipt | dict[str, Any]) -> SignedReceipt:
     return model
 
 
+def signed_receipt_text(signed: SignedReceipt) -> str:
+    """``signed`` as compact JSON, keys in field order: the text the receipt header carries and
+    the ledger stores; ``json.dumps(signed.to_wire(), separators=(",", ":"),
+    ensure_ascii=False)``.
+
+    pydantic writes that same text from the model, at a third of the cost (measured), when it
+    holds only the receipt's own fields (strings and integers escape alike in both; unknown
+    fields may hold floats, which they print differently) and no lone surrogate.
+    """
+    if not signed.receipt.model_extra:
+        try:
+            return signed.model_dump_json(by_alias=True, exclude_unset=True)
+        except PydanticSerializationError:
+            pass  # a lone surrogate: pydantic will not write it, json does
+    return _COMPACT_JSON.encode(signed.to_wire())
+
+
 def check_receipt_fresh(
     receipt: Receipt, now_ms: int, window_ms: int = RECEIPT_WINDOW_MS
 ) -> None:
@@ -159,7 +181,7 @@ def check_receipt_addressed(
 
 def encode_receipt_header(signed: SignedReceipt) -> str:
     """The ``x-lobstah-receipt`` header / SSE comment value: base64 of the signed JSON."""
-    text = json.dumps(signed.to_wire(), separators=(",", ":"), ensure_ascii=False)
+    text = signed_receipt_text(signed)
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 

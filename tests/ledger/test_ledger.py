@@ -2,16 +2,19 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import multiprocessing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from lobstah_core.errors import LedgerError
-from lobstah_core.ledger import Ledger
-from lobstah_core.protocol import Identity
+from lobstah_core.errors import LedgerError, MalformedMessage, ProtocolError
+from lobstah_core.ledger import ImportReport, Ledger
+from lobstah_core.protocol import Identity, sign_receipt, verify_receipt
+from lobstah_core.protocol.wire import parse_json
 
-from ..factories import signed_receipt
+from ..factories import receipt_body, signed_receipt
 
 WORKER = Identity.from_seed(b"w" * 32)
 ROUTER = Identity.from_seed(b"r" * 32)
@@ -153,3 +156,88 @@ def test_bulk_import_across_many_batches_keeps_every_count(tmp_path: Path) -> No
         assert (report.added, report.duplicate, report.invalid, report.malformed) == (120, 1, 1, 1)
         assert [line for line, _ in report.problems] == [41, 42]
         assert ledger.balance(WORKER.pubkey).earned == 120 * 30
+
+
+def test_bulk_import_keeps_balances_as_receipts_added_one_by_one(tmp_path: Path) -> None:
+    # A bulk import sums each batch's balances itself; they must come out as the per-receipt
+    # trigger makes them, with duplicates inside a batch and across batches, a worker paying
+    # itself, and a ledger that already holds receipts.
+    earlier = [signed_receipt(WORKER, ROUTER, inputTokens=n) for n in range(5)]
+    receipts = [signed_receipt(WORKER if n % 3 else OTHER, ROUTER, outputTokens=n) for n in range(90)]
+    receipts += [signed_receipt(ROUTER, ROUTER, inputTokens=4), signed_receipt(OTHER, WORKER)]
+    lines = [json.dumps(r.to_wire()) for r in [*receipts[:10], receipts[3], *receipts[10:], receipts[50], earlier[0]]]
+    with Ledger(tmp_path / "bulk.sqlite3", batch_size=16) as bulk, Ledger(tmp_path / "one.sqlite3") as one:
+        for r in earlier:
+            assert bulk.add(r).status == one.add(r).status == "added"
+        report = bulk.import_jsonl(lines)
+        for r in receipts:
+            one.add(r)
+        assert (report.added, report.duplicate) == (len(receipts), 3)
+        late = signed_receipt(OTHER, ROUTER, inputTokens=1000)
+        assert bulk.add(late).status == one.add(late).status == "added"
+        for key in (WORKER, ROUTER, OTHER):
+            assert bulk.summary(key.pubkey) == one.summary(key.pubkey)
+        assert bulk.totals().receipts == 5 + len(receipts) + 1
+
+
+def _refusals(report: ImportReport) -> tuple[int, int, int, list[tuple[int, str]]]:
+    return report.added, report.invalid, report.malformed, report.problems
+
+
+def _line_with(raw: str, **extra: Any) -> str:
+    """A signed receipt's JSON line whose receipt has ``raw`` spliced in after ``"version":1``."""
+    body = receipt_body(WORKER, ROUTER, **extra)
+    line = json.dumps(sign_receipt(body, WORKER).to_wire(), separators=(",", ":"))
+    return line.replace('"version":1', '"version":1' + raw, 1)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        _line_with(',"x":Infinity', x=math.inf),
+        _line_with(',"x":NaN', x=math.nan),
+        _line_with(',"x":1e400', x=math.inf),
+        _line_with(',"x":-0.0', x=-0.0),
+        _line_with(',"x":0.1000000000000000055511151231257827', x=0.1),
+        _line_with(',"x":"\\ud800 lone"', x="\ud800 lone"),
+        _line_with(',"x":"\\ud83e\\udd99"', x="🦙"),
+        _line_with(',"model":"other"'),  # a repeated key: the last one counts
+        _line_with(',"x":' + "9" * 401),
+        _line_with(',"x":' + "9" * 5000),
+        _line_with(',"x":' + "[" * 3000 + "]" * 3000),
+        _line_with(',"x":"tab\there"', x="tab\there"),
+        _line_with(',"x":01', x=1),
+        _line_with(',"version":1.0'),
+        _line_with(',"version":true'),
+        "\ufeff" + _line_with(""),
+        _line_with("") + " trailing",
+    ],
+)
+def test_each_line_reads_as_json_loads_and_pydantic_read_it(line: str) -> None:
+    # import_jsonl validates good lines with pydantic's own JSON parser; any line must come
+    # out as the general route (json.loads, then the model) reads it, refusals word for word.
+    try:
+        verify_receipt(parse_json(line))
+        expected: tuple[int, int, int, list[tuple[int, str]]] = (1, 0, 0, [])
+    except MalformedMessage as exc:
+        expected = (0, 0, 1, [(1, exc.message)])
+    except ProtocolError as exc:
+        expected = (0, 1, 0, [(1, exc.message)])
+    with Ledger(":memory:") as ledger:
+        assert _refusals(ledger.import_jsonl([line])) == expected
+
+
+def test_a_lone_surrogate_is_ledgered_beside_good_lines_and_exported_intact(ledger: Ledger, tmp_path: Path) -> None:
+    # JSON.parse takes "\ud800" and the signature covers it; SQLite holds only UTF-8, and
+    # such a line used to abort the whole import.
+    odd = signed_receipt(WORKER, ROUTER, model="llama \ud800", jobId="\udfff")
+    good = [signed_receipt(WORKER, ROUTER) for _ in range(2)]
+    lines = [json.dumps(r.to_wire()) for r in (good[0], odd, good[1])]
+    report = ledger.import_jsonl(lines)
+    assert (report.added, report.problems) == (3, [])
+    assert [r.receipt.model for r in ledger.recent(limit=3) if r.receipt.nonce == odd.receipt.nonce] == ["llama \ud800"]
+    out = io.StringIO()
+    ledger.export_jsonl(out)
+    with Ledger(tmp_path / "copy.sqlite3") as copy:
+        assert copy.import_jsonl(out.getvalue().splitlines()).added == 3
+        assert copy.summary(ROUTER.pubkey) == ledger.summary(ROUTER.pubkey)

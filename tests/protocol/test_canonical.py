@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 from typing import Any
 
@@ -101,6 +102,39 @@ def test_keys_are_in_javascript_order(obj: dict[str, int]) -> None:
 @given(json_values)
 def test_byte_identical_to_node(node_canonical: Any, value: Any) -> None:
     assert canonicalize(value) == node_canonical(value)
+
+
+# Flat objects (receipts, announcements) take a shorter path; these reach its every exit:
+# ASCII or not, digit-led keys, surrogates, integers at and beyond the safe range, floats.
+flat_objects = st.dictionaries(
+    st.text(max_size=6) | st.sampled_from(["0", "7", "10", "01", "a", "Z", "_", "\x01"]),
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53) - 2, max_value=2**53 + 2)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+    | st.sampled_from(["lone \ud800", "\ud83d\ude00", "é🦞\u2028"]),
+    max_size=8,
+)
+
+
+@given(flat_objects)
+def test_flat_objects_read_as_when_nested(obj: dict[str, Any]) -> None:
+    # Nested one level down, the object goes the general way: both ways agree, refusals too.
+    try:
+        flat = canonicalize(obj)
+    except MalformedMessage as exc:
+        with pytest.raises(MalformedMessage, match=re.escape(exc.message)):
+            canonicalize({"k": obj})
+    else:
+        assert canonicalize({"k": obj}) == '{"k":' + flat + "}"
+
+
+@requires_node
+@settings(max_examples=300, deadline=None)
+@given(flat_objects.map(lambda obj: {k: v for k, v in obj.items() if abs(v if isinstance(v, int) else 0) < 2**53}))
+def test_flat_objects_byte_identical_to_node(node_canonical: Any, obj: dict[str, Any]) -> None:
+    assert canonicalize(obj) == node_canonical(obj)
 
 
 @requires_node

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from lobstah_core.protocol import (
     verify_receipt,
 )
 from lobstah_core.protocol.canonical import canonicalize
+from lobstah_core.protocol.receipts import signed_receipt_text
 
 from .conftest import requires_node
 
@@ -155,3 +157,25 @@ def test_nonces_are_fresh_hex() -> None:
     assert len(nonces) == 100
     assert all(len(n) == 32 and int(n, 16) >= 0 for n in nonces)
     assert SignedReceipt.model_fields.keys() == {"receipt", "signature"}
+
+
+_EVERY_ASCII = "".join(map(chr, range(0x80)))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"model": _EVERY_ASCII + "é🦙\u2028\u2029\ufeff\x85", "jobId": 'q"b\\s/'},
+        {"model": "lone \ud800"},
+        {"extra": 1e-7, "more": [1e16, {"z": -0.0, "a": None}], "flag": True},
+        {"extra": "\ud800"},
+        {"version": True},
+    ],
+)
+def test_signed_text_is_compact_json_in_field_order(changes: dict[str, Any]) -> None:
+    # pydantic writes the text when it can; it must be json.dumps's text to the byte (the
+    # ledger stores it and exports it as ledger.jsonl).
+    signed = sign_receipt(make_receipt(**changes), WORKER)
+    expected = json.dumps(signed.to_wire(), separators=(",", ":"), ensure_ascii=False)
+    assert signed_receipt_text(signed) == expected
