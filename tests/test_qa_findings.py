@@ -110,14 +110,19 @@ def _free_port() -> int:
         ("worker", "start", "--engine", "demo", "--demo-tps", "-1"),
         ("worker", "start", "--engine", "demo", "--demo-delay", "nan"),
         ("serve", "--no-worker", "--seconds", "nan"),
+        ("router", "start", "--api-key", ""),
+        ("serve", "--no-worker", "--api-key", " "),
     ],
-    ids=["upstream-no-scheme", "upstream-ftp", "ollama-upstream-spaces", "demo-tps-nan", "demo-tps-negative", "demo-delay-nan", "serve-seconds-nan"],
+    ids=["upstream-no-scheme", "upstream-ftp", "ollama-upstream-spaces", "demo-tps-nan", "demo-tps-negative", "demo-delay-nan", "serve-seconds-nan",
+         "api-key-empty", "api-key-blank"],
 )
 def test_bad_flag_values_are_one_line_errors_not_a_running_server(home: Path, args: tuple[str, ...]) -> None:
     """README CLI reference: failures print one line on stderr and exit non-zero. A URL that is
     no http(s) URL, or a NaN/negative rate, is refused up front like --connect-timeout nan is,
-    rather than starting a server whose every request then fails (or that never stops)."""
-    port = ["--port", str(_free_port())] if args[0] == "worker" else ["--router-port", str(_free_port())]
+    rather than starting a server whose every request then fails (or that never stops). An
+    empty --api-key let in every request that sends no key and refused every SDK (they always
+    send one); a blank one (stripped from the header before comparing) could never match."""
+    port = ["--port", str(_free_port())] if args[0] in ("worker", "router") else ["--router-port", str(_free_port())]
     result = _run_briefly(home, *args, *port)
     assert result is not None, f"`lobstah-core {' '.join(args)}` started and kept running"
     assert result.returncode != 0
