@@ -65,6 +65,8 @@ def _read_config(path: Path) -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{path} is not plain JSON (not UTF-8 at byte {exc.start}); it was left untouched") from None
     try:
         config = json.loads(text) if text.strip() else {}
     except ValueError as exc:

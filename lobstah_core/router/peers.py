@@ -77,6 +77,8 @@ class PeerStore:
             return []
         except OSError as exc:
             raise PeerListError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise PeerListError(f"{self.path} is not a valid peer list: not UTF-8 (byte {exc.start})") from None
         try:
             return _PEER_LIST.validate_json(text)
         except ValidationError as exc:
