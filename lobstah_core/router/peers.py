@@ -60,9 +60,11 @@ class PeerStore:
         self.path = path
 
     def mtime(self) -> float | None:
+        """When the file last changed; None if it cannot be looked at (missing, or a file in
+        the way of its directory: :meth:`load` then says which)."""
         try:
             return self.path.stat().st_mtime
-        except FileNotFoundError:
+        except OSError:
             return None
 
     def load(self) -> list[Peer]:

@@ -264,3 +264,15 @@ def test_a_peer_list_that_is_not_utf8_keeps_the_previous_peers_and_later_edits_a
     os.utime(store.path, (2, 2))
     directory.reload()
     assert [peer.label for peer in directory.peers.values()] == ["B"] and directory.load_error is None
+
+
+def test_a_peer_list_path_that_cannot_be_read_keeps_the_previous_peers(tmp_path: Path) -> None:
+    """The same for a home whose directory was replaced by a file: stat() raised
+    NotADirectoryError out of reload() and ended the background loop."""
+    dispatcher = grid(tmp_path, ok())
+    directory = dispatcher.directory
+    in_the_way = tmp_path / "home-now-a-file"
+    in_the_way.write_text("x")
+    directory.store.path = in_the_way / "peers.json"
+    assert directory.reload() is False
+    assert directory.load_error is not None and [peer.label for peer in directory.peers.values()] == ["A"]
