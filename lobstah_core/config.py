@@ -11,7 +11,7 @@ from pathlib import Path
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from .protocol.announcements import Tier
 from .timeouts import Timeouts
@@ -29,6 +29,18 @@ ALLOWANCE = 10_000
 #: A name an operator gives a worker or a peer: shown in peer lists, tables and announcements,
 #: so one line of printable text (no control characters), at most 64 characters.
 Label = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+def _usable_api_key(key: str) -> str:
+    # The router compares it with the header's value stripped of spaces, and an empty key
+    # would admit every request that sends none while refusing every SDK (they always send one).
+    if not key or key != key.strip() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+        raise ValueError("must be a non-empty key without spaces at its ends or control characters")
+    return key
+
+
+#: A router's API key: what clients send as ``Authorization: Bearer <key>``.
+ApiKey = Annotated[str, AfterValidator(_usable_api_key)]
 
 
 class Settings(BaseModel):
@@ -92,7 +104,7 @@ class RouterSettings(BaseModel):
     host: str = DEFAULT_HOST
     port: int = Field(default=ROUTER_PORT, ge=0, le=65535)
     #: When set, OpenAI clients must send ``Authorization: Bearer <api_key>``.
-    api_key: str | None = None
+    api_key: ApiKey | None = None
     #: Seconds between background capacity refreshes of each peer.
     capacity_interval: float = Field(default=15.0, gt=0)
     #: Seconds a capacity probe may take.

@@ -132,6 +132,14 @@ class RequestTimeout(RequestError):
     close_connection = True
 
 
+class UnreadableBody(RequestError):
+    """A request body that cannot be decoded as its headers declare (a ``Content-Encoding:
+    gzip`` body that is not gzip, a chunked body that breaks the chunk format): the rest of
+    the connection cannot be trusted, so the server closes it."""
+
+    close_connection = True
+
+
 class UnsupportedMediaType(RequestError):
     type = "unsupported_media_type"
     status = 415

@@ -32,6 +32,7 @@ from .errors import (
     PayloadTooLarge,
     RequestError,
     RequestTimeout,
+    UnreadableBody,
     UnsupportedMediaType,
 )
 from .protocol.wire import describe_validation_error
@@ -41,6 +42,7 @@ __all__ = [
     "error_middleware",
     "error_response",
     "read_body",
+    "read_raw_body",
     "parse_body",
     "json_response",
     "start_site",
@@ -138,7 +140,7 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return await handler(request)
     except LobstahError as error:
         if getattr(error, "close_connection", False):
-            response = error_response(error)
+            response = error_response(error, request.get(ERROR_SHAPE))
             response.force_close()  # the rest of its body is not worth waiting for
             return response
         if _OPEN_STREAM in request:
@@ -176,28 +178,40 @@ def _allow_header(exc: web.HTTPException) -> dict[str, str]:
 
 
 async def read_body(request: web.Request) -> bytes:
-    """The raw body of a JSON request.
+    """The raw body of a JSON request (:func:`read_raw_body` once the type is checked).
 
     Raises:
         UnsupportedMediaType: the body is not declared as JSON.
-        PayloadTooLarge: over the app's ``client_max_size``.
-        RequestTimeout: the body stalled for the server's idle limit (the connection is closed).
+        PayloadTooLarge, RequestTimeout, UnreadableBody: as :func:`read_raw_body`.
     """
     if request.content_type != "application/json":
         raise UnsupportedMediaType(
             f"send the body as application/json, not {request.content_type or 'nothing'}"
         )
+    return await read_raw_body(request)
+
+
+async def read_raw_body(request: web.Request) -> bytes:
+    """The raw body of a request whatever its declared type (Ollama's clients send JSON as
+    ``curl -d`` does, form-encoded; an upload is multipart), decoded as its
+    ``Content-Encoding`` says.
+
+    Raises:
+        PayloadTooLarge: over the app's ``client_max_size``.
+        RequestTimeout: the body stalled for the server's idle limit (the connection is closed).
+        UnreadableBody: the body is not in the encoding its headers declare (closed too).
+    """
     limit = request.app.get(MAX_BODY, request.client_max_size)
     idle = request.app.get(BODY_IDLE_S, IDLE_CONNECTION_S)
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request body is larger than the {limit}-byte limit")
-    if request.content.is_eof():  # the whole body came with the headers (the usual case)
-        body = request.content.read_nowait(-1)
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body is larger than the {limit}-byte limit")
-        return body
     pieces, size = [], 0
     try:
+        if request.content.is_eof():  # the whole body came with the headers (the usual case)
+            body = request.content.read_nowait(-1)
+            if len(body) > limit:
+                raise PayloadTooLarge(f"request body is larger than the {limit}-byte limit")
+            return body
         # Each piece within the idle limit: a client that stalls mid-body would otherwise hold
         # its handler and socket for good (the connection's idle timer does not run meanwhile).
         async for piece in idle_chunks(request.content.readany, Timeouts(idle_s=idle)):
@@ -207,6 +221,11 @@ async def read_body(request: web.Request) -> bytes:
             pieces.append(piece)
     except PhaseTimeout:
         raise RequestTimeout(f"the request body stopped arriving for {idle:g} s") from None
+    except web.RequestPayloadError as exc:
+        # aiohttp's parser failed on the body (its cause says why: "Can not decode
+        # content-encoding: gzip"); the client's mistake, not the server's.
+        reason = getattr(exc.__cause__, "message", None) or " ".join(str(exc).split())
+        raise UnreadableBody(f"the request body cannot be read: {reason}") from None
     return b"".join(pieces)
 
 

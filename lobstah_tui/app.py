@@ -20,7 +20,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Static, Switch
 
 from lobstah_core.clock import wall_clock_ms
-from lobstah_core.cli.common import OneLineParser, first_line
+from lobstah_core.cli.common import OneLineParser, first_line, router_url
 from lobstah_core.cli.node_flags import add_node_flags, node_settings, node_warnings
 from lobstah_core.config import Settings
 from lobstah_core.demo import DEMO_WORKERS, REAL_MODEL_WORKER, DemoGrid
@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     """``lobstah-tui``'s options: its own, and those of a node as ``serve`` takes them."""
     parser = OneLineParser(prog="lobstah-tui", description="The Lobstah grid dashboard.")
     parser.add_argument("--demo", action="store_true", help="a built-in demo grid with live traffic (scratch directory)")
-    parser.add_argument("--attach", metavar="URL", help="watch a headless node (lobstah-core serve) via its router URL")
+    parser.add_argument("--attach", metavar="URL", type=router_url, help="watch a headless node (lobstah-core serve) via its router URL")
     parser.add_argument("--model", help="model for the prompt box (default: demo-fast with demo engines)")
     parser.add_argument("--api-key", help="with --attach: the router's --api-key, if it has one")
     add_node_flags(parser)

@@ -14,13 +14,32 @@ from typing import Any
 import httpx
 import pytest
 
-from lobstah_core.config import WorkerSettings
+from lobstah_core.config import RouterSettings, WorkerSettings
 from lobstah_core.engines.demo import DemoEngine
 from lobstah_core.errors import EngineError
 from lobstah_core.http import RunningServer
+from lobstah_core.router import create_app as create_router
 from lobstah_core.worker import create_app
 
-from .conftest import WORKER, StartRouter, StartWorker, add_peer
+from .conftest import ROUTER_ID, WORKER, StartRouter, StartWorker, add_peer
+
+
+async def _assert_a_stalled_body_is_dropped(port: int, path: str, content_type: str = "application/json") -> None:
+    """Send headers and 4 of 100 body bytes to ``port``, then nothing: the server must answer
+    or close the connection within 5 s (the servers under test run with a 0.3 s idle limit)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+        "Content-Length: 100\r\n\r\n{\"mo".encode()
+    )
+    await writer.drain()
+    try:
+        # closed, or answered (408/400) — anything but silence long after the idle limit
+        await asyncio.wait_for(reader.read(), 5)
+    except asyncio.TimeoutError:
+        pytest.fail(f"the server still holds a stalled request body on {path} 5 s after a 0.3 s idle limit")
+    finally:
+        writer.close()
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/jobs"])
@@ -31,19 +50,31 @@ async def test_a_request_body_that_stalls_is_not_held_open_forever(tmp_path: Pat
     app = create_app(WorkerSettings(port=0), WORKER, DemoEngine(), tmp_path / "worker-home")
     server = await RunningServer(app, "127.0.0.1", 0, "worker", idle_connection_s=0.3).start()
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(
-            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            "Content-Length: 100\r\n\r\n{\"mo".encode()
-        )
-        await writer.drain()
-        try:
-            # closed, or answered (408/400) — anything but silence long after the idle limit
-            await asyncio.wait_for(reader.read(), 5)
-        except asyncio.TimeoutError:
-            pytest.fail("the server still holds a stalled request body 5 s after a 0.3 s idle limit")
-        finally:
-            writer.close()
+        await _assert_a_stalled_body_is_dropped(server.port, path)
+    finally:
+        await server.stop()
+
+
+@pytest.mark.parametrize(
+    "path, content_type",
+    [
+        ("/api/chat", "application/json"),
+        ("/api/generate", "application/x-www-form-urlencoded"),  # what `curl -d` sends
+        ("/api/embed", "application/json"),
+        ("/api/embeddings", "application/json"),
+        ("/api/show", "application/json"),
+        ("/v1/files", "multipart/form-data; boundary=xyz"),
+    ],
+)
+async def test_a_stalled_body_on_the_routers_ollama_and_files_routes_is_dropped(
+    tmp_path: Path, path: str, content_type: str
+) -> None:
+    """The same bound on the router's other POST routes: its Ollama API and the batch file
+    upload read their bodies without the idle watch, so a stalled client held them forever."""
+    app = create_router(RouterSettings(port=0), ROUTER_ID, tmp_path / "router-home")
+    server = await RunningServer(app, "127.0.0.1", 0, "router", idle_connection_s=0.3).start()
+    try:
+        await _assert_a_stalled_body_is_dropped(server.port, path, content_type)
     finally:
         await server.stop()
 
@@ -79,14 +110,19 @@ def _free_port() -> int:
         ("worker", "start", "--engine", "demo", "--demo-tps", "-1"),
         ("worker", "start", "--engine", "demo", "--demo-delay", "nan"),
         ("serve", "--no-worker", "--seconds", "nan"),
+        ("router", "start", "--api-key", ""),
+        ("serve", "--no-worker", "--api-key", " "),
     ],
-    ids=["upstream-no-scheme", "upstream-ftp", "ollama-upstream-spaces", "demo-tps-nan", "demo-tps-negative", "demo-delay-nan", "serve-seconds-nan"],
+    ids=["upstream-no-scheme", "upstream-ftp", "ollama-upstream-spaces", "demo-tps-nan", "demo-tps-negative", "demo-delay-nan", "serve-seconds-nan",
+         "api-key-empty", "api-key-blank"],
 )
 def test_bad_flag_values_are_one_line_errors_not_a_running_server(home: Path, args: tuple[str, ...]) -> None:
     """README CLI reference: failures print one line on stderr and exit non-zero. A URL that is
     no http(s) URL, or a NaN/negative rate, is refused up front like --connect-timeout nan is,
-    rather than starting a server whose every request then fails (or that never stops)."""
-    port = ["--port", str(_free_port())] if args[0] == "worker" else ["--router-port", str(_free_port())]
+    rather than starting a server whose every request then fails (or that never stops). An
+    empty --api-key let in every request that sends no key and refused every SDK (they always
+    send one); a blank one (stripped from the header before comparing) could never match."""
+    port = ["--port", str(_free_port())] if args[0] in ("worker", "router") else ["--router-port", str(_free_port())]
     result = _run_briefly(home, *args, *port)
     assert result is not None, f"`lobstah-core {' '.join(args)}` started and kept running"
     assert result.returncode != 0
@@ -141,3 +177,46 @@ async def test_an_engine_that_breaks_off_mid_stream_counts_as_a_failure_of_its_p
             assert response.text.rstrip().endswith("data: [DONE]")
         health = (await http.get("/peers")).json()[0]["health"]
     assert health["consecutiveFailures"] >= 2 and health["state"] == "excluded", health
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/chat/completions", "/v1/embeddings", "/v1/batches", "/api/chat", "/api/generate", "/api/embed", "/api/show"],
+)
+async def test_a_body_that_cannot_be_decoded_is_a_400_and_the_connection_stays_usable(
+    start_worker: StartWorker, start_router: StartRouter, router_home: Path, path: str
+) -> None:
+    """A ``Content-Encoding: gzip`` (or ``br``) body that is not gzip is the client's mistake:
+    a 400 in the route's error shape, not a 500 with a logged traceback; and the next
+    request on the same keep-alive connection must not be reset."""
+    add_peer(router_home, await start_worker(), WORKER.pubkey)
+    router = await start_router()
+    async with httpx.AsyncClient(base_url=router.url, timeout=20) as http:
+        for encoding in ("gzip", "br"):
+            refused = await http.post(path, content=b"not compressed at all",
+                                      headers={"Content-Type": "application/json", "Content-Encoding": encoding})
+            assert refused.status_code == 400, refused.text
+            error = refused.json()["error"]
+            message = error if path.startswith("/api/") else error["message"]
+            assert "content-encoding" in message.lower() and encoding in message
+            assert (await http.get("/v1/models")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "content, content_type",
+    [
+        (b"--xyz\r\ngarbage", "multipart/form-data; boundary=xyz"),
+        (b"garbage", "multipart/form-data"),
+        (b"--xyz--\r\n", "multipart/form-data; boundary=xyz"),
+    ],
+    ids=["cut-off", "no-boundary", "no-parts"],
+)
+async def test_a_malformed_multipart_upload_is_a_400(start_router: StartRouter, content: bytes, content_type: str) -> None:
+    """README "Cargo batches": a bad upload is a 400 with a reason; a multipart body that
+    breaks off, or a multipart type without a boundary, was a 500 "internal server error"."""
+    router = await start_router()
+    async with httpx.AsyncClient(base_url=router.url, timeout=20) as http:
+        refused = await http.post("/v1/files", content=content, headers={"Content-Type": content_type})
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["type"] == "invalid_request"
+        assert (await http.get("/v1/models")).status_code == 200

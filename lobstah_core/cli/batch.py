@@ -11,7 +11,7 @@ from typing import Any
 
 from ..config import ROUTER_PORT, Settings
 from ..router.state import CHAT_PATH
-from .common import CliError, add_command, add_json_flag, print_json
+from .common import CliError, add_command, add_json_flag, print_json, router_url
 
 #: Seconds between two looks at a batch while ``submit --wait`` waits.
 POLL_S = 1.0
@@ -37,7 +37,8 @@ def register(commands: Any) -> None:
     for parser in (status, results, cancel):
         parser.add_argument("batch_id", metavar="ID")
     for parser in (submit, listing, status, results, cancel):
-        parser.add_argument("--router", default=f"http://127.0.0.1:{ROUTER_PORT}", help="router URL (default %(default)s)")
+        parser.add_argument("--router", type=router_url, default=f"http://127.0.0.1:{ROUTER_PORT}",
+                            help="router URL (default %(default)s)")
         parser.add_argument("--api-key", default="lobstah", help="the router's API key, if it needs one")
     for parser in (submit, listing, status, cancel):
         add_json_flag(parser)
@@ -124,7 +125,7 @@ class _Router:
     """A router's Batch API over HTTP; every failure becomes one :class:`CliError` line."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        self.url = args.router.rstrip("/")
+        self.url = args.router
         self.headers = {"Authorization": f"Bearer {args.api_key}"}
 
     def call(self, method: str, path: str, *, raw: bool = False, **options: Any) -> Any:

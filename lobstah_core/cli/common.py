@@ -10,13 +10,14 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 
 from ..config import Settings
-from ..errors import LobstahError
+from ..errors import LobstahError, UnsafeUrl
+from ..protocol.url_safety import peer_url_host
 from ..protocol.wire import describe_validation_error
 from ..timeouts import Timeouts
 
 __all__ = [
     "CliError", "Command", "add_command", "add_json_flag", "print_json", "first_line",
-    "add_timeout_flags", "timeouts_from", "finite_non_negative", "finite_positive", "OneLineParser",
+    "add_timeout_flags", "timeouts_from", "finite_non_negative", "finite_positive", "router_url", "OneLineParser",
 ]
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -102,6 +103,23 @@ def finite_positive(text: str) -> float:
     if value == 0:
         raise argparse.ArgumentTypeError("must be more than 0")
     return value
+
+
+def router_url(text: str) -> str:
+    """An argparse type: a router's base URL, ``http(s)://host[:port]``, without a trailing
+    slash; a trailing ``/v1`` (the OpenAI base URL users are given) is dropped, as commands add
+    the API paths themselves.
+
+    Raises:
+        argparse.ArgumentTypeError: not plain http(s) with a host and a numeric port.
+    """
+    try:
+        peer_url_host(text)
+    except UnsafeUrl:
+        raise argparse.ArgumentTypeError(
+            f"not a router URL: {text[:200]!r} (e.g. http://127.0.0.1:17475)"
+        ) from None
+    return text.rstrip("/").removesuffix("/v1")
 
 
 class OneLineParser(argparse.ArgumentParser):

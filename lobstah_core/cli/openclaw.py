@@ -16,13 +16,14 @@ from ..openclaw import (
     write_config,
 )
 from ..protocol.model_names import find_model
-from .common import CliError, add_command
+from .common import CliError, add_command, router_url
 
 
 def register(commands: Any) -> None:
     parser = add_command(commands, "openclaw", cmd_openclaw, "add the grid to openclaw's config as a provider")
     parser.add_argument("--config", type=Path, help="openclaw config (default ~/.openclaw/openclaw.json)")
-    parser.add_argument("--router", default=f"http://127.0.0.1:{ROUTER_PORT}", help="router URL (default %(default)s)")
+    parser.add_argument("--router", type=router_url, default=f"http://127.0.0.1:{ROUTER_PORT}",
+                        help="router URL (default %(default)s)")
     parser.add_argument("--api-key", default="lobstah", help="the key openclaw sends (default %(default)s; any works unless the router has --api-key)")
     parser.add_argument("--set-default", action="store_true", help="also make a grid model openclaw's default")
     parser.add_argument("--model", help="the model for --set-default (default: the first the router offers)")
@@ -64,6 +65,8 @@ def _read_config(path: Path) -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{path} is not plain JSON (not UTF-8 at byte {exc.start}); it was left untouched") from None
     try:
         config = json.loads(text) if text.strip() else {}
     except ValueError as exc:

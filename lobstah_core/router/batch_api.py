@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, MultipartReader, StreamReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 from pydantic import BaseModel
 
 from ..errors import NotCancellable, NotFound, RequestError
-from ..http import json_response, parse_body, read_body
+from ..http import json_response, parse_body, read_body, read_raw_body
 from .app import ROUTER
 from .batch_input import BATCH_ENDPOINTS, parse_batch_input
 from .batch_scheduler import BatchScheduler
@@ -92,21 +93,67 @@ class BatchRequest(BaseModel):
     metadata: dict[str, str] | None = None
 
 
-async def create_file(request: web.Request) -> web.Response:
-    """``POST /v1/files``: multipart ``file`` and ``purpose``; ``batch`` files are checked."""
+@dataclass(frozen=True)
+class Upload:
+    """The fields of a ``POST /v1/files`` form this router reads."""
+
+    content: bytes | None
+    """The ``file`` field's bytes (None: no such field, or not a file)."""
+    filename: str | None
+    purpose: str | None
+
+
+async def read_upload(request: web.Request) -> Upload:
+    """The ``file`` and ``purpose`` fields of a multipart upload.
+
+    The body is read whole first, under the same size and idle limits as every other body
+    (aiohttp's ``request.post()`` waits on a stalled client for good), then parsed by aiohttp's
+    multipart reader from memory.
+
+    Raises:
+        RequestError: not multipart, or a multipart body that cannot be parsed (400).
+        PayloadTooLarge, RequestTimeout, UnreadableBody: as :func:`~lobstah_core.http.read_raw_body`.
+    """
     if not request.content_type.startswith("multipart/"):
         raise RequestError("upload the file as multipart/form-data with fields 'file' and 'purpose'")
-    form = await request.post()
-    upload, purpose = form.get("file"), form.get("purpose")
-    if not isinstance(upload, web.FileField):
+    raw = await read_raw_body(request)
+    # A high-water mark above the body's size: the reader never asks the connection to pause.
+    stream = StreamReader(request.protocol, len(raw) + 1, loop=asyncio.get_running_loop())
+    stream.feed_data(raw)
+    stream.feed_eof()
+    fields: dict[str, tuple[str | None, bytes]] = {}
+    try:
+        parts = MultipartReader(request.headers, stream)
+        while (part := await parts.next()) is not None:
+            if isinstance(part, BodyPartReader) and part.name in ("file", "purpose") and part.name not in fields:
+                fields[part.name] = (part.filename, bytes(await part.read(decode=True)))
+            else:
+                await part.release()
+    except (ValueError, TypeError, RuntimeError, BadHttpMessage) as exc:
+        raise RequestError(f"the upload is not a readable multipart/form-data body: {exc}") from None
+    filename, content = fields.get("file", (None, None))
+    purpose = fields.get("purpose", (None, None))[1]
+    return Upload(content if filename is not None else None, filename, _text(purpose))
+
+
+def _text(value: bytes | None) -> str | None:
+    try:
+        return None if value is None else value.decode()
+    except UnicodeDecodeError:
+        return repr(value)
+
+
+async def create_file(request: web.Request) -> web.Response:
+    """``POST /v1/files``: multipart ``file`` and ``purpose``; ``batch`` files are checked."""
+    upload = await read_upload(request)
+    if upload.content is None:
         raise RequestError("the form has no 'file' field holding a file")
-    if purpose != "batch":
-        raise RequestError(f"purpose must be 'batch' (the only one this router stores), not {purpose!r}")
-    content = upload.file.read()
-    parse_batch_input(content)
+    if upload.purpose != "batch":
+        raise RequestError(f"purpose must be 'batch' (the only one this router stores), not {upload.purpose!r}")
+    parse_batch_input(upload.content)
     cargo, now_s = request.app[CARGO], request.app[ROUTER].clock_ms() // 1000
-    file = file_object(new_id("file-"), upload.filename or "batch.jsonl", len(content), now_s, "batch")
-    await asyncio.to_thread(cargo.store.add_file, file, content)
+    file = file_object(new_id("file-"), upload.filename or "batch.jsonl", len(upload.content), now_s, "batch")
+    await asyncio.to_thread(cargo.store.add_file, file, upload.content)
     return json_response(file)
 
 

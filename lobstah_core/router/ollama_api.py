@@ -22,7 +22,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from ..errors import ModelNotFound
-from ..http import ERROR_SHAPE, parse_body
+from ..http import ERROR_SHAPE, parse_body, read_raw_body
 from ..protocol.model_names import lists_model
 from ..protocol.ollama_api import (
     OLLAMA_API_VERSION,
@@ -103,7 +103,7 @@ async def version(request: web.Request) -> web.Response:
 async def show(request: web.Request) -> web.Response:
     """``POST /api/show``: a model of the grid, or 404."""
     router = request.app[ROUTER]
-    wanted = parse_body(await request.read(), OllamaShowRequest).wanted
+    wanted = parse_body(await read_raw_body(request), OllamaShowRequest).wanted
     cards = await model_cards(router)
     card = next((card for name, card in cards.items() if lists_model([name], wanted)), None)
     if card is None:
@@ -114,7 +114,7 @@ async def show(request: web.Request) -> web.Response:
 async def chat(request: web.Request) -> web.StreamResponse:
     """``POST /api/chat``, plain or NDJSON (Ollama streams unless ``"stream": false``)."""
     router = request.app[ROUTER]
-    body = parse_body(await request.read(), OllamaChatRequest)
+    body = parse_body(await read_raw_body(request), OllamaChatRequest)
     if not body.messages:
         return _loaded(router, "chat", body.model)
     return await _complete(request, router, "chat", body.model, chat_request(body), body.streamed)
@@ -123,7 +123,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
 async def generate(request: web.Request) -> web.StreamResponse:
     """``POST /api/generate``, plain or NDJSON: a prompt (and ``system``) as a chat."""
     router = request.app[ROUTER]
-    body = parse_body(await request.read(), OllamaGenerateRequest)
+    body = parse_body(await read_raw_body(request), OllamaGenerateRequest)
     if not body.prompt and not body.images:
         return _loaded(router, "generate", body.model)
     return await _complete(request, router, "generate", body.model, generate_request(body), body.streamed)
@@ -132,7 +132,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
 async def embed(request: web.Request) -> web.Response:
     """``POST /api/embed``: one text or many."""
     router = request.app[ROUTER]
-    body = parse_body(await request.read(), OllamaEmbedRequest)
+    body = parse_body(await read_raw_body(request), OllamaEmbedRequest)
     texts = [body.input] if isinstance(body.input, str) else body.input
     started = time.perf_counter_ns()
     answer = await _fetch(router, Call(EMBEDDINGS_PATH, _json(embed_request(body.model, texts, body.dimensions)), body.model))
@@ -143,7 +143,7 @@ async def embed(request: web.Request) -> web.Response:
 async def embeddings(request: web.Request) -> web.Response:
     """``POST /api/embeddings`` (Ollama's older route): one ``prompt``, one ``embedding``."""
     router = request.app[ROUTER]
-    body = parse_body(await request.read(), OllamaEmbeddingsRequest)
+    body = parse_body(await read_raw_body(request), OllamaEmbeddingsRequest)
     if not body.prompt:
         return web.json_response({"embedding": []})  # as Ollama answers an empty prompt
     answer = await _fetch(router, Call(EMBEDDINGS_PATH, _json(embed_request(body.model, [body.prompt])), body.model))

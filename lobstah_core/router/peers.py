@@ -60,9 +60,11 @@ class PeerStore:
         self.path = path
 
     def mtime(self) -> float | None:
+        """When the file last changed; None if it cannot be looked at (missing, or a file in
+        the way of its directory: :meth:`load` then says which)."""
         try:
             return self.path.stat().st_mtime
-        except FileNotFoundError:
+        except OSError:
             return None
 
     def load(self) -> list[Peer]:
@@ -77,6 +79,8 @@ class PeerStore:
             return []
         except OSError as exc:
             raise PeerListError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise PeerListError(f"{self.path} is not a valid peer list: not UTF-8 (byte {exc.start})") from None
         try:
             return _PEER_LIST.validate_json(text)
         except ValidationError as exc:

@@ -72,3 +72,10 @@ async def test_submit_takes_the_endpoint_from_the_file(
     assert submitted.returncode == 0, submitted.stderr
     batch = json.loads(submitted.stdout)
     assert (batch["endpoint"], batch["status"], batch["request_counts"]["completed"]) == ("/v1/embeddings", "completed", 5)
+
+
+async def test_the_openai_base_url_works_as_router(cli: Run, router: str) -> None:
+    """Users are told the grid is at http://127.0.0.1:17475/v1 (the OpenAI base URL); giving
+    that as --router read "Not Found: GET /v1/v1/batches"."""
+    result = await asyncio.to_thread(cli, "batch", "list", "--router", router + "/v1/")
+    assert result.returncode == 0, result.stderr

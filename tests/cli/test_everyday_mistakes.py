@@ -100,3 +100,16 @@ def test_openclaw_default_model_given_as_a_string_stays_a_string() -> None:
     merged = merge_provider(config, lobstah_provider("http://127.0.0.1:17475", ["demo-fast"], "k"), "demo-fast")
     assert merged["agents"]["defaults"]["model"] == "lobstah/demo-fast"
     assert config["agents"]["defaults"]["model"] == "anthropic/claude"
+
+
+@pytest.mark.parametrize("args", [
+    ("batch", "list", "--router", "http://[::1"),
+    ("batch", "status", "batch_1", "--router", "http://127.0.0.1:notaport"),
+    ("batch", "list", "--router", "ftp://127.0.0.1:17475"),
+    ("openclaw", "--dry-run", "--router", "http://[::1"),
+    ("openclaw", "--dry-run", "--router", "127.0.0.1:17475"),
+])
+def test_a_router_url_that_is_no_url(cli: Run, args: tuple[str, ...]) -> None:
+    """A mistyped --router was an httpx.InvalidURL traceback (a bracket left open, a port that
+    is no number) or "no router answers at ftp://..." as if it were only down."""
+    assert_clean_failure(cli(*args), "not a router URL")

@@ -78,3 +78,6 @@ def test_router_down_and_broken_config(cli, tmp_path: Path) -> None:
     config.write_text("{ // json5 comment\n}")
     assert_clean_failure(cli("openclaw", "--config", str(config)), "not plain JSON")
     assert config.read_text() == "{ // json5 comment\n}"
+    config.write_bytes(b"\xff\xfe{}")  # saved as UTF-16, say: was a UnicodeDecodeError traceback
+    assert_clean_failure(cli("openclaw", "--config", str(config)), "not plain JSON")
+    assert config.read_bytes() == b"\xff\xfe{}"

@@ -88,3 +88,12 @@ def test_router_start_serves_openai_clients_over_a_cli_started_worker(home: Path
     balance = json.loads(result.stdout)
     assert balance["totals"]["receipts"] == 1
     assert balance["self"]["earned"] == balance["self"]["spent"] > 0 and balance["self"]["net"] == 0
+
+
+def test_a_peer_list_that_is_not_utf8(cli: Run, home: Path) -> None:
+    """A peers.json saved in another encoding (or damaged) was a UnicodeDecodeError traceback."""
+    home.mkdir(exist_ok=True)
+    (home / "peers.json").write_bytes(b"\xff\xfe[]")
+    assert_clean_failure(cli("peers", "list"), "not a valid peer list")
+    assert_clean_failure(cli("peers", "add", PEER, "http://192.0.2.10:17474", "--no-check"), "not a valid peer list")
+    assert (home / "peers.json").read_bytes() == b"\xff\xfe[]"

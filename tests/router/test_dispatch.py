@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -246,3 +247,32 @@ async def test_no_peers_at_all(tmp_path: Path) -> None:
                                                  ("Wed, 21 Oct 2026 07:28:00 GMT", 1), (None, None), ("", None)])
 def test_retry_after_is_read_in_whole_seconds(header: str | None, seconds: int | None) -> None:
     assert retry_after_seconds(header) == seconds
+
+
+def test_a_peer_list_that_is_not_utf8_keeps_the_previous_peers_and_later_edits_are_followed(tmp_path: Path) -> None:
+    """README: a running router picks changes of peers.json up. A file that is not UTF-8 raised
+    UnicodeDecodeError out of reload(), which ended the directory's background loop for good:
+    no more peers.json changes, capacity probes or lifted exclusions, and nothing logged."""
+    dispatcher = grid(tmp_path, ok())
+    directory, store = dispatcher.directory, dispatcher.directory.store
+    store.path.write_bytes(b"\xff\xfe[]")
+    os.utime(store.path, (1, 1))  # a new mtime, however fast the file system's clock ticks
+    assert directory.reload() is False
+    assert directory.load_error is not None and "not a valid peer list" in directory.load_error
+    assert [peer.label for peer in directory.peers.values()] == ["A"]
+    store.save([Peer(pubkey=PEERS[1].pubkey, url="http://peer1", label="B")])
+    os.utime(store.path, (2, 2))
+    directory.reload()
+    assert [peer.label for peer in directory.peers.values()] == ["B"] and directory.load_error is None
+
+
+def test_a_peer_list_path_that_cannot_be_read_keeps_the_previous_peers(tmp_path: Path) -> None:
+    """The same for a home whose directory was replaced by a file: stat() raised
+    NotADirectoryError out of reload() and ended the background loop."""
+    dispatcher = grid(tmp_path, ok())
+    directory = dispatcher.directory
+    in_the_way = tmp_path / "home-now-a-file"
+    in_the_way.write_text("x")
+    directory.store.path = in_the_way / "peers.json"
+    assert directory.reload() is False
+    assert directory.load_error is not None and [peer.label for peer in directory.peers.values()] == ["A"]

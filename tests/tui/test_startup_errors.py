@@ -59,3 +59,10 @@ async def test_a_read_only_home() -> None:
 async def test_attach_pointed_at_a_worker(start_worker: StartWorker, tmp_path: Path) -> None:
     worker = await start_worker()
     assert_one_line(await tui("--attach", worker.url, home=str(tmp_path)), "is a worker; attach to its node's router")
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:notaport", "ftp://127.0.0.1:17475"])
+async def test_attach_to_a_url_that_is_no_url(tmp_path: Path, url: str) -> None:
+    # was an httpx.InvalidURL traceback for the first two
+    code, lines = await tui("--attach", url, home=str(tmp_path))
+    assert code != 0 and len(lines) == 1 and "not a router URL" in lines[0], lines
