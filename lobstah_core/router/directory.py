@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -65,6 +66,9 @@ class PeerDirectory:
         self.own: Peer | None = None
         #: Per peer whose last probe failed: when the background loop may probe it again (ms).
         self._next_probe_ms: dict[str, int] = {}
+        #: Seconds between two rounds of the background loop.
+        self.tick_s = 1.0
+        self._refreshes: set[asyncio.Task[None]] = set()
 
     def serve_self(self, worker: Peer) -> None:
         """Make the node's own ``worker`` a peer whatever peers.json says (and probe it now).
@@ -157,21 +161,33 @@ class PeerDirectory:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def run(self) -> None:
-        """The background loop: follow peers.json, lift exclusions, refresh capacity."""
+        """The background loop: follow peers.json, lift exclusions, refresh capacity, once every
+        ``tick_s``. A round that fails is logged and the next one goes on: the loop must not
+        end while the router runs (peers.json changes, probes and lifted exclusions hang on it)."""
         last_refresh = float("-inf")
         loop = asyncio.get_running_loop()
         while True:
-            if self.reload():
-                # Peers just added (e.g. `lobstah-core peers add`) are probed now, not next round.
-                asyncio.create_task(self.refresh(older_than_ms=_NEVER, back_off=True))
-            self.health.sweep()
-            if loop.time() - last_refresh >= self.interval:
-                last_refresh = loop.time()
-                asyncio.create_task(self.refresh(back_off=True))
-            await asyncio.sleep(1.0)
+            try:
+                if self.reload():
+                    # Peers just added (e.g. `lobstah-core peers add`) are probed now, not next round.
+                    self._in_background(self.refresh(older_than_ms=_NEVER, back_off=True))
+                self.health.sweep()
+                if loop.time() - last_refresh >= self.interval:
+                    last_refresh = loop.time()
+                    self._in_background(self.refresh(back_off=True))
+            except Exception:
+                log.exception("the peer directory's round failed; the next one is in %g s", self.tick_s)
+            await asyncio.sleep(self.tick_s)
+
+    def _in_background(self, refresh: Coroutine[Any, Any, None]) -> None:
+        """Run ``refresh`` as a task held here (the loop keeps only weak references to tasks)."""
+        task = asyncio.create_task(refresh)
+        self._refreshes.add(task)
+        task.add_done_callback(self._refreshes.discard)
 
     async def close(self) -> None:
-        await asyncio.gather(*(cancel_and_wait(task) for task in self._probes.values()))
+        tasks = [*self._refreshes, *self._probes.values()]
+        await asyncio.gather(*(cancel_and_wait(task) for task in tasks))
 
     async def _probe(self, peer: Peer) -> None:
         state = self.health.of(peer.pubkey)

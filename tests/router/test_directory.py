@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -76,3 +77,29 @@ async def test_an_explicit_refresh_asks_every_peer_whatever_its_past(tmp_path: P
     probes = peer.probes
     await found.refresh()
     assert peer.probes == probes + 1
+
+
+async def test_a_round_that_fails_does_not_end_the_background_loop(tmp_path: Path) -> None:
+    now, peer = [1_000_000], Flaky()
+    found, _ = directory(tmp_path, peer, now)
+    found.tick_s = 0.01
+    rounds_seen = []
+    real_sweep = found.health.sweep
+
+    def sweep() -> None:  # the first round breaks in an unforeseen way
+        rounds_seen.append(1)
+        if len(rounds_seen) == 1:
+            raise RuntimeError("something nobody thought of")
+        real_sweep()
+
+    found.health.sweep = sweep  # type: ignore[method-assign]
+    loop = asyncio.create_task(found.run())
+    try:
+        for _ in range(200):
+            if len(rounds_seen) >= 3:
+                break
+            await asyncio.sleep(0.01)
+        assert len(rounds_seen) >= 3 and not loop.done()
+    finally:
+        loop.cancel()
+        await found.close()
