@@ -76,10 +76,8 @@ class RouterMetrics:
         #: Where peers' names come from, for labels (set once the router has its peers).
         self.directory: PeerDirectory | None = None
         self._unserved: set[str] = set()
-        #: Each call's children, by label values: ``labels()`` takes a lock and builds a key
-        #: on every call, and the request path calls it three times per request.
-        self._calls: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
-        self._children: dict[tuple[int, str], Any] = {}
+        #: Label children by (metric, label values): see :meth:`_child`.
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def observe_call(self, record: CallRecord) -> None:
         """The dispatch core's ``on_call``."""
@@ -89,13 +87,8 @@ class RouterMetrics:
                 self._unserved.add(model)
             else:
                 model = "(other)"
-        key = (model, record.peer, record.outcome)
-        children = self._calls.get(key)
-        if children is None:
-            children = self._calls[key] = (self.requests.labels(*key), self.duration.labels(model))
-        requests, duration = children
-        requests.inc()
-        duration.observe(record.total_s)
+        self._child(self.requests, model, record.peer, record.outcome).inc()
+        self._child(self.duration, model).observe(record.total_s)
         if record.first_byte_s is not None:
             self._child(self.first_byte, model).observe(record.first_byte_s)
 
@@ -127,12 +120,14 @@ class RouterMetrics:
             self.peers.labels(state).set(count)
         self.balance.set(balance)
 
-    def _child(self, metric: Any, value: str) -> Any:
-        """``metric.labels(value)``, kept (for metrics never cleared: counters, histograms)."""
-        key = (id(metric), value)
+    def _child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, kept: ``labels()`` takes a lock and builds a key on every
+        call, and the request path calls it several times per request. Only for metrics never
+        cleared (counters, histograms)."""
+        key = (id(metric), values)
         child = self._children.get(key)
         if child is None:
-            child = self._children[key] = metric.labels(value)
+            child = self._children[key] = metric.labels(*values)
         return child
 
     def _name(self, pubkey: str) -> str:
