@@ -96,7 +96,7 @@ async def _relay_stream(
             async for chunk in stream.chunks():
                 events = relay.feed(chunk)
                 if events:
-                    beat.last_write = asyncio.get_running_loop().time()
+                    beat.wrote()
                     await response.write(events)
             rest = relay.finish()
             if rest:
@@ -212,6 +212,10 @@ class _Heartbeat:
         self._started = self.last_write
         first = self.last_write + min(HEADERS_WAIT_S, KEEPALIVE_S)
         self._timer: asyncio.TimerHandle | None = self._loop.call_at(first, self._headers_due)
+
+    def wrote(self) -> None:
+        """The relay wrote an event now: silence counts from here."""
+        self.last_write = self._loop.time()
 
     def _headers_due(self) -> None:
         if self.last_write == self._started and not self._silent_too_long():  # no event yet
