@@ -52,6 +52,10 @@ class Settlement:
         if receipt is None:
             self.missing(peer)
 
+    def settle_answer(self, answer: Answer) -> None:
+        """:meth:`settle` a whole answer's receipt header, checked against its ``usage``."""
+        self.settle(answer.headers.get(RECEIPT_HEADER), answer.peer.pubkey, _usage_in(answer.body))
+
     def missing(self, peer: str) -> None:
         """An answer from ``peer`` ended without its receipt: pull it from the peer soon."""
         if self.reconciler is not None:
@@ -64,8 +68,9 @@ async def fetch_with_receipt(
     """The first peer's whole answer to ``call`` (only ``peer``'s, when given: see
     :meth:`Dispatcher.fetch`); its receipt is settled meanwhile."""
     answer = await dispatcher.fetch(call, peer=peer)
-    # The client's answer does not wait for the receipt's verification and ledger write.
-    settlement.settle(answer.headers.get(RECEIPT_HEADER), answer.peer.pubkey, _usage_in(answer.body))
+    # The client's answer does not wait for the receipt: it is taken up once this turn of the
+    # loop (which writes the answer) is over, and verified and ledgered later still.
+    asyncio.get_running_loop().call_soon(settlement.settle_answer, answer)
     return answer
 
 

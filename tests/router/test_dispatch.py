@@ -22,6 +22,7 @@ from lobstah_core.router.directory import PeerDirectory
 from lobstah_core.router.dispatch import (
     AllPeersBusy,
     Call,
+    CallRecord,
     Dispatcher,
     PeerFailedMidStream,
     PeerRefused,
@@ -276,3 +277,31 @@ def test_a_peer_list_path_that_cannot_be_read_keeps_the_previous_peers(tmp_path:
     directory.store.path = in_the_way / "peers.json"
     assert directory.reload() is False
     assert directory.load_error is not None and [peer.label for peer in directory.peers.values()] == ["A"]
+
+
+async def test_how_a_call_ended_is_reported_after_the_answer_and_a_broken_hook_costs_no_answer(tmp_path: Path) -> None:
+    dispatcher = grid(tmp_path, status(500), ok(b'{"answer":1}'))
+    reported: list[CallRecord] = []
+
+    def on_call(record: CallRecord) -> None:
+        reported.append(record)
+        raise RuntimeError("a metrics bug")
+
+    dispatcher.on_call = on_call
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda loop, context: errors.append(context))
+    try:
+        answer = await dispatcher.fetch(CALL)
+        assert answer.body == b'{"answer":1}' and reported == []  # the answer first
+        await asyncio.sleep(0)
+        assert [(r.outcome, r.peer) for r in reported] == [("ok", "B")]
+        assert isinstance(errors[0]["exception"], RuntimeError)  # logged, not raised at the client
+        down = grid(tmp_path / "down", status(500))
+        down.on_call = reported.append
+        with pytest.raises(AllPeersFailed):
+            await down.fetch(CALL)
+        await asyncio.sleep(0)
+        assert reported[-1].outcome == "failed"
+    finally:
+        loop.set_exception_handler(None)
