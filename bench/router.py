@@ -7,16 +7,15 @@ One demo worker (zero delay) serves everything; each path runs in its own proces
 process generates the load. Reported: added latency over direct (p50) at concurrency 1,
 plain and streamed (time to first token), with each path's own p99 (a difference of two
 noisy tails says little); throughput at concurrency 32. Both are taken in turns across the
-three paths (blocks of 50 requests; five rounds of a second), so that every path sees the same
-moments of a noisy machine. Targets (issue 4):
+paths (latency: one request per path in turn, in a shuffled order; throughput: five rounds of a
+second), so that every path sees the same moments of a noisy machine. Targets (issue 4):
 router overhead <= 1.3x the bare proxy's; router throughput >= 0.8x the bare proxy's.
 The router does strictly more than the bare proxy: it picks a peer, signs the request, verifies
 the Ed25519 receipt and writes it to its ledger.
 
 ``--also CHECKOUT`` adds the router of another checkout of this repository (a git worktree, say,
 with a change to try) to the same rotation: an A/B in one run, where two separate runs would
-differ by more than the change. Mind the order: the later router in the rotation reads 0.02-0.05x
-slower than an identical one before it (run the bench from the other checkout to swap them).
+differ by more than the change.
 
 Every path reaches the worker with a signed request ([ext] request signing), so the worker does
 the same work on all three and the comparison is of the middle alone: direct and bare-proxy
@@ -32,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import statistics
@@ -108,21 +108,24 @@ async def one(session: aiohttp.ClientSession, target: Target, stream: bool) -> t
     return (first or done) - started, done - started
 
 
-async def latencies(targets: dict[str, Target], stream: bool, count: int, block: int = 50) -> dict[str, list[float]]:
-    """``count`` sequential completions per target, taken in turns of ``block`` so that every
-    path sees the same moments of a noisy machine."""
+async def latencies(targets: dict[str, Target], stream: bool, count: int) -> dict[str, list[float]]:
+    """``count`` sequential completions per target, one per target in turn, in a shuffled order
+    each turn: every path sees the same moments of a noisy machine, and none is always first
+    (taking blocks of requests in a fixed order made the later router read slower)."""
     timings: dict[str, list[float]] = {name: [] for name in targets}
+    order = list(targets)
+    shuffle = random.Random(17).shuffle
     async with contextlib.AsyncExitStack() as stack:
         sessions = {name: await stack.enter_async_context(aiohttp.ClientSession()) for name in targets}
         for name, target in targets.items():
             for _ in range(20):
                 await one(sessions[name], target, stream)  # warm the pools
-        for start in range(0, count, block):
-            for name, target in targets.items():
-                for _ in range(min(block, count - start)):
-                    first, total = await one(sessions[name], target, stream)
-                    # Streams are judged by time to first token, plain requests by the whole answer.
-                    timings[name].append(first if stream else total)
+        for _ in range(count):
+            shuffle(order)
+            for name in order:
+                first, total = await one(sessions[name], targets[name], stream)
+                # Streams are judged by time to first token, plain requests by the whole answer.
+                timings[name].append(first if stream else total)
     return {name: sorted(values) for name, values in timings.items()}
 
 
