@@ -91,8 +91,17 @@ class DemoGrid:
     """Demo workers on free loopback ports, and a :class:`Node` whose router uses them."""
 
     def __init__(
-        self, root: Path, workers: tuple[DemoWorker, ...] = DEMO_WORKERS, seed: int = 7, exclusion_seconds: float = 30.0
+        self,
+        root: Path,
+        workers: tuple[DemoWorker, ...] = DEMO_WORKERS,
+        seed: int = 7,
+        exclusion_seconds: float = 30.0,
+        router_port: int = 0,
     ) -> None:
+        """
+        Args:
+            router_port: where the node's router listens (0: a free port).
+        """
         self.root = root
         self.workers = workers
         self.labels: dict[str, str] = {}
@@ -105,7 +114,7 @@ class DemoGrid:
         # the dashboard's "earned" moves too (friends-only, so credit never runs out).
         self.node = Node(
             NodeSettings(
-                router=RouterSettings(port=0, capacity_interval=5, exclusion_seconds=exclusion_seconds),
+                router=RouterSettings(port=router_port, capacity_interval=5, exclusion_seconds=exclusion_seconds),
                 worker=WorkerSettings(port=0, label="this node", check_credit=False),
                 engine=EngineSettings(name="demo", first_token_delay=0.2, tokens_per_second=60.0),
                 serve_self=False,
@@ -193,9 +202,15 @@ class DemoGrid:
         """One readable line for an event, naming workers by their demo label."""
         return describe(event, self.labels)
 
-async def run_demo(seconds: float | None, out: TextIO) -> None:
+async def run_demo(seconds: float | None, out: TextIO, router_port: int = 0) -> None:
+    """Run the demo grid with its router on ``router_port`` (0: a free one), printing its events
+    to ``out``, for ``seconds`` or until SIGINT/SIGTERM.
+
+    Raises:
+        OSError: the router's port is taken.
+    """
     with tempfile.TemporaryDirectory(prefix="lobstah-demo-") as scratch:
-        grid = DemoGrid(Path(scratch))
+        grid = DemoGrid(Path(scratch), router_port=router_port)
         async with grid.bus.subscribe() as events:
             router = await grid.start()
             print(f"lobstah demo grid: router {router.url}/v1 over {len(grid.workers)} demo workers "

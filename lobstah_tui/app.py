@@ -292,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.demo:
             with tempfile.TemporaryDirectory(prefix="lobstah-tui-demo-") as scratch:
                 real = args.engine == "llamacpp"
-                demo = DemoGrid(Path(scratch), DEMO_WORKERS + (REAL_MODEL_WORKER,) if real else DEMO_WORKERS)
+                demo = DemoGrid(Path(scratch), DEMO_WORKERS + (REAL_MODEL_WORKER,) if real else DEMO_WORKERS,
+                                router_port=args.router_port or 0)
                 return _run(LobstahApp(demo.node, demo, model=args.model or (DEFAULT_MODEL_NAME if real else "demo-fast")))
         try:
             settings_of_node = node_settings(args)

@@ -23,7 +23,8 @@ def add_node_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--upstream", metavar="URL", help="Ollama address or OpenAI-compatible base URL")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help="address the worker listens on (default %(default)s; 0.0.0.0 to be reachable by peers)")
-    parser.add_argument("--router-port", type=int, default=ROUTER_PORT)
+    parser.add_argument("--router-port", type=int, default=None,
+                        help=f"the router's port (default {ROUTER_PORT}; with --demo: a free one)")
     parser.add_argument("--worker-port", type=int, default=WORKER_PORT)
     parser.add_argument("--label", help="this worker's name in peer lists")
     add_advertise_flags(parser)
@@ -43,7 +44,7 @@ def node_settings(args: argparse.Namespace) -> NodeSettings:
     """
     timeouts = timeouts_from(args)
     router = RouterSettings(
-        port=args.router_port, cors_origins=args.cors_origin, api_key=getattr(args, "api_key", None),
+        port=ROUTER_PORT if args.router_port is None else args.router_port, cors_origins=args.cors_origin, api_key=getattr(args, "api_key", None),
         connect_timeout=timeouts.connect_s, first_byte_timeout=timeouts.first_byte_s,
         idle_timeout=timeouts.idle_s, total_timeout=timeouts.total_s,
     )

@@ -34,8 +34,11 @@ def register(commands: Any) -> None:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.demo:
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_demo(args.seconds, sys.stdout))
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(run_demo(args.seconds, sys.stdout, args.router_port or 0))
+        except OSError as exc:
+            raise CliError(f"cannot listen on port {args.router_port}: {exc.strerror or exc}") from None
         return 0
     try:
         settings_of_node = node_settings(args)

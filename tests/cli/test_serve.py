@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -53,3 +54,25 @@ def test_serve_demo_and_bad_flags(cli: Run) -> None:
     assert_clean_failure(cli("serve", "--engine", "demo", "--announce-to", "http://127.0.0.1:1"), "--announce-url")
     assert_clean_failure(cli("serve", "--engine", "demo", "--router-port", str(free_port()), "--worker-port", str(free_port()),
                              "--sync", "--seconds", "1"), "tracker or a Nostr relay")
+
+
+def test_serve_demo_listens_on_the_router_port_given(home: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lobstah_core", "serve", "--demo", "--router-port", str(port), "--seconds", "20"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "LOBSTAH_HOME": str(home)},
+    )
+    try:
+        assert process.stdout is not None
+        assert f"router http://127.0.0.1:{port}/v1" in process.stdout.readline()
+        assert httpx.get(f"http://127.0.0.1:{port}/").text == "lobstah-router"
+        with socket.socket() as taken:  # a second demo on the same port: one line, no traceback
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            busy = subprocess.run([sys.executable, "-m", "lobstah_core", "serve", "--demo", "--router-port",
+                                   str(taken.getsockname()[1]), "--seconds", "1"], capture_output=True, text=True,
+                                  env={**os.environ, "LOBSTAH_HOME": str(home)}, timeout=60)
+        assert busy.returncode != 0 and busy.stderr.count("\n") == 1 and "cannot listen on port" in busy.stderr, busy.stderr
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=20)
