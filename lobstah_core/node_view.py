@@ -47,6 +47,8 @@ class PeerView:
     capacity_error: str | None = None
     #: For discovered peers: when their announcement expires.
     expires_at: int | None = None
+    #: The models it embeds (``POST /v1/embeddings``), when its engine says ([ext]).
+    embedding_models: tuple[str, ...] = ()
 
     def to_wire(self) -> dict[str, Any]:
         """The router's ``GET /peers`` item: the peers.json entry plus ``health`` ([ext])."""
@@ -60,7 +62,7 @@ class PeerView:
             "excludedUntil": self.excluded_until or None, "lastError": self.last_error,
             "inFlight": self.in_flight, "ttfbMs": self.ttfb_ms, "totalMs": self.total_ms,
             "models": list(self.models), "queueDepth": self.queue_depth, "tier": self.tier,
-            "capacityError": self.capacity_error,
+            "capacityError": self.capacity_error, "embeddingModels": list(self.embedding_models),
         }
         return entry
 
@@ -77,7 +79,7 @@ class PeerView:
             tuple(health.get("models") or ()), health.get("tier"), health.get("state", "healthy"),
             health.get("excludedUntil") or 0, health.get("consecutiveFailures", 0), health.get("queueDepth"),
             health.get("inFlight", 0), health.get("ttfbMs"), health.get("totalMs"), health.get("lastError"),
-            health.get("capacityError"), entry.get("expiresAt"),
+            health.get("capacityError"), entry.get("expiresAt"), tuple(health.get("embeddingModels") or ()),
         )
 
 

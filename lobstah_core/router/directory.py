@@ -125,7 +125,7 @@ class PeerDirectory:
                 "excluded" if state.excluded(now) else "healthy", state.excluded_until,
                 state.consecutive_failures, capacity.queue_depth if capacity else None,
                 state.in_flight, state.ttfb_ms, state.total_ms, state.last_error, state.capacity_error,
-                peer.expires_at,
+                peer.expires_at, tuple(capacity.embedding_models or ()) if capacity else (),
             ))
         return views
 

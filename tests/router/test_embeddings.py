@@ -87,6 +87,8 @@ async def test_a_peer_that_cannot_embed_is_passed_over(
     async with httpx.AsyncClient(base_url=router.url) as http:
         peers = {p["pubkey"]: p["health"] for p in (await http.get("/peers")).json()}
     assert peers[chat_only.pubkey]["consecutiveFailures"] == 0  # a 404 is no penalty
+    # GET /peers says which peer embeds what (the chat-only engine names none)
+    assert peers[WORKER.pubkey]["embeddingModels"] == ["demo-fast", "demo-smart"] and peers[chat_only.pubkey]["embeddingModels"] == []
 
 
 async def test_openai_compatible_engine_embeds_through_its_upstream(start_worker: StartWorker, tmp_path: Path) -> None:

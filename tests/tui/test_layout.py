@@ -52,6 +52,8 @@ async def test_readable_at_80x24() -> None:
         # The plot is drawn on its own schedule: wait for it (bounded) rather than for a fixed
         # time, which a loaded machine overran.
         await wait_for(pilot, axis_in_clock_time)
+        # The footer's keys are composed after the first frames; on a loaded machine, later.
+        await wait_for(pilot, lambda: "q Quit" in screen_rows(app)[-1])
         rows = screen_rows(app)
         # Receipts keep their token columns (input+output) whatever the model's name.
         receipts = [row for row in rows if "→ spent" in row or "← earned" in row]
