@@ -92,7 +92,11 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    _show(_Router(args).call("GET", f"/v1/batches/{args.batch_id}"), args.json)
+    router = _Router(args)
+    batch = router.call("GET", f"/v1/batches/{args.batch_id}")
+    _show(batch, args.json)
+    if not args.json and batch.get("items_per_peer"):
+        print(f"  answered by: {_per_peer(batch['items_per_peer'], router.peer_names())}")
     return 0
 
 
@@ -140,6 +144,14 @@ class _Router:
             raise CliError(_error_line(response))
         return response.content if raw else response.json()
 
+    def peer_names(self) -> dict[str, str]:
+        """Labels by pubkey from the router's ``GET /peers`` (none if it cannot say)."""
+        try:
+            peers = self.call("GET", "/peers")
+            return {p["pubkey"]: p["label"] for p in peers if isinstance(p, dict) and p.get("label")}
+        except (CliError, ValueError, TypeError, KeyError):
+            return {}
+
 
 def _error_line(response: Any) -> str:
     try:
@@ -162,6 +174,13 @@ def _progress(batch: dict[str, Any], end: bool = False) -> None:
         print(f"\r{line}\033[K", end="\n" if end else "", file=sys.stderr, flush=True)
     else:
         print(line, file=sys.stderr, flush=True)
+
+
+def _per_peer(counts: dict[str, int], names: dict[str, str]) -> str:
+    """``attic 40, cellar 20``: items answered per peer, busiest first (a pubkey's first 12
+    characters when the peer has no label)."""
+    busiest = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{names.get(pubkey, pubkey[:12])} {count}" for pubkey, count in busiest)
 
 
 def _line(batch: dict[str, Any]) -> str:

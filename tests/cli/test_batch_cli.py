@@ -19,7 +19,7 @@ WORKER = Identity.from_seed(b"C" * 32)
 @pytest.fixture
 async def router(start_worker: StartWorker, start_router: StartRouter, router_home: Path) -> str:
     """The URL of a router with one demo worker."""
-    add_peer(router_home, await start_worker(identity=WORKER), WORKER.pubkey)
+    add_peer(router_home, await start_worker(identity=WORKER), WORKER.pubkey, "cellar")
     return (await start_router()).url
 
 
@@ -39,6 +39,7 @@ async def test_submit_wait_status_list_results_cancel(
 
     status = await run("status", batch["id"])
     assert status.returncode == 0 and "completed" in status.stdout and "12/12 done" in status.stdout
+    assert "answered by: cellar 12" in status.stdout  # items per peer, by the peer's label
     assert batch["id"] in (await run("list")).stdout
 
     out = tmp_path / "results.jsonl"
