@@ -225,6 +225,10 @@ async def read_raw_body(request: web.Request) -> bytes:
         # aiohttp's parser failed on the body (its cause says why: "Can not decode
         # content-encoding: gzip"); the client's mistake, not the server's.
         reason = getattr(exc.__cause__, "message", None) or " ".join(str(exc).split())
+        # Nothing more of it will be read: the connection closes after the 400 (UnreadableBody).
+        # Marked ended, aiohttp does not drain it first, which re-raised this error and logged
+        # it as an "Unhandled exception" with a traceback.
+        request.content.feed_eof()
         raise UnreadableBody(f"the request body cannot be read: {reason}") from None
     return b"".join(pieces)
 

@@ -184,7 +184,7 @@ async def test_an_engine_that_breaks_off_mid_stream_counts_as_a_failure_of_its_p
     ["/v1/chat/completions", "/v1/embeddings", "/v1/batches", "/api/chat", "/api/generate", "/api/embed", "/api/show"],
 )
 async def test_a_body_that_cannot_be_decoded_is_a_400_and_the_connection_stays_usable(
-    start_worker: StartWorker, start_router: StartRouter, router_home: Path, path: str
+    start_worker: StartWorker, start_router: StartRouter, router_home: Path, path: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A ``Content-Encoding: gzip`` (or ``br``) body that is not gzip is the client's mistake:
     a 400 in the route's error shape, not a 500 with a logged traceback; and the next
@@ -200,6 +200,8 @@ async def test_a_body_that_cannot_be_decoded_is_a_400_and_the_connection_stays_u
             message = error if path.startswith("/api/") else error["message"]
             assert "content-encoding" in message.lower() and encoding in message
             assert (await http.get("/v1/models")).status_code == 200
+    # and the operator's log holds no traceback for the client's mistake
+    assert not [r for r in caplog.records if r.exc_info or "Unhandled exception" in r.getMessage()]
 
 
 @pytest.mark.parametrize(

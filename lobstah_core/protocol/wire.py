@@ -98,9 +98,20 @@ def describe_validation_error(exc: ValidationError) -> str:
     ``list[...]``) are left out of the path.
     """
     errors = exc.errors()
-    error = max(errors, key=lambda e: len(e["loc"]))
-    parts = [str(part) for part in error["loc"] if not _is_shape_label(part)]
-    return f"{'.'.join(parts) or 'body'}: {error['msg']}"
+    deepest = max(len(e["loc"]) for e in errors)
+    path = _path(next(e for e in errors if len(e["loc"]) == deepest))
+    # Every shape the value could have had, at that place: "a valid string or a valid list".
+    shapes = [e for e in errors if len(e["loc"]) == deepest and _path(e) == path]
+    if any(e["type"].startswith("float") for e in shapes):  # a number: "integer" says too little
+        shapes = [e for e in shapes if not e["type"].startswith("int")] or shapes
+    messages = list(dict.fromkeys(e["msg"] for e in shapes))
+    wanted = [m.removeprefix("Input should be ") for m in messages[1:] if m.startswith("Input should be ")]
+    message = messages[0] if len(wanted) < len(messages) - 1 else " or ".join([messages[0], *wanted])
+    return f"{path or 'body'}: {message}"
+
+
+def _path(error: Any) -> str:
+    return ".".join(str(part) for part in error["loc"] if not _is_shape_label(part))
 
 
 _SHAPE_LABELS = frozenset({"str", "int", "float", "bool", "dict", "list", "none", "function-after", "function-before"})

@@ -4,6 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from lobstah_core.protocol.schemas import Capacity, ChatCompletionRequest, JobRequest
+from lobstah_core.protocol.wire import describe_validation_error
 
 TOOLS = [
     {
@@ -74,3 +75,15 @@ def test_sampling_fields_pass_through_as_sent() -> None:
     body = ChatCompletionRequest.model_validate_json(raw).to_body()
     assert body["temperature"] == 1 and isinstance(body["temperature"], int)
     assert (body["top_p"], body["stop"], body["seed"], body["x_vendor"]) == (0.9, "\n", 7, [1])
+
+
+@pytest.mark.parametrize("field, message", [
+    ('"temperature":"hot"', "temperature: Input should be a valid number"),  # not "a valid integer"
+    ('"stop":5', "stop: Input should be a valid string or a valid array"),  # both shapes it may take
+    ('"messages":[{"role":"user","content":5}]', "messages.0.content: Input should be a valid string or a valid array"),
+])
+def test_a_refusal_names_every_shape_the_field_may_take(field: str, message: str) -> None:
+    raw = '{"model":"m","messages":[{"role":"user","content":"x"}],' + field + "}"
+    with pytest.raises(ValidationError) as refused:
+        ChatCompletionRequest.model_validate_json(raw.replace('"messages":[{"role":"user","content":"x"}],"messages"', '"messages"'))
+    assert describe_validation_error(refused.value).startswith(message)
