@@ -33,6 +33,7 @@ from lobstah_core.node_view import NodeView
 from lobstah_core.remote import RemoteNode
 
 from .messages import SnapshotReady
+from .screen import DashboardScreen
 from .widgets.balance import BalancePanel
 from .widgets.batches import BatchesPanel
 from .widgets.peers import PeersPanel
@@ -95,6 +96,9 @@ class LobstahApp(App[None]):
         self.startup_error: str | None = None
         #: Lines the operator should read once the screen is up (e.g. an unreachable announce URL).
         self.warnings: list[str] = []
+
+    def get_default_screen(self) -> DashboardScreen:
+        return DashboardScreen(id="_default")
 
     def compose(self) -> ComposeResult:
         yield Static(f"node {self.node.pubkey}", id="identity")
