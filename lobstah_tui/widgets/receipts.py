@@ -6,7 +6,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
+from rich.style import Style
 from rich.text import Text
+from textual.geometry import Region
+from textual.strip import Strip
 from textual.widgets import RichLog
 
 from lobstah_core.events import Event, ReceiptAccepted, ReceiptIssued, ReceiptRejected, ReceiptsRecovered
@@ -21,8 +24,30 @@ class ReceiptsPanel(RichLog):
     appearing after the log scrolled to its end would hide the newest line.
     """
 
+    #: The widget's style while it renders a frame (``None`` between frames).
+    _style_of_render: Style | None = None
+
     def on_mount(self) -> None:
         self.border_title = "Receipts"
+
+    @property
+    def rich_style(self) -> Style:
+        """Textual's ``rich_style``, worked out once per frame rather than once per line.
+
+        Every scroll of the log renders all its visible lines again, and Textual's RichLog asks
+        for its style on each of them, which walks the widget's ancestors' styles every time:
+        half of the panel's painting in bench/tui.py. Styles do not change within a frame.
+        """
+        if self._style_of_render is not None:
+            return self._style_of_render
+        return super().rich_style
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._style_of_render = super().rich_style
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._style_of_render = None
 
     def add(self, events: Iterable[Event], labels: dict[str, str]) -> None:
         """Append the lines of the receipt events among ``events``, oldest first.
