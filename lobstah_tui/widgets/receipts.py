@@ -54,10 +54,18 @@ class ReceiptsPanel(RichLog):
 
         They are written as one block: each ``write`` renders, trims the log to ``max_lines``
         and scrolls, so one per event cost more than the rest of the dashboard at 200 receipts/s.
+        The log follows its end as RichLog's ``auto_scroll`` does, except when it is full and
+        already at its end: a block then leaves the end where it was, and RichLog's scroll to it
+        (messages through the widget's and the screen's queues after the next frame) would move
+        nothing; in bench/tui.py they were two thirds of the message handling.
         """
         lines = [line for line in (describe_receipt(event, labels) for event in events) if line is not None]
-        if lines:
-            self.write(_NEWLINE.join(lines))
+        if not lines:
+            return
+        size, at_end = self.virtual_size, self.is_vertical_scroll_end
+        self.write(_NEWLINE.join(lines), scroll_end=False)
+        if self.auto_scroll and not (at_end and self.virtual_size == size):
+            self.scroll_end(animate=False, immediate=False, x_axis=False)
 
 
 def describe_receipt(event: Event, labels: dict[str, str]) -> Text | None:
