@@ -1,4 +1,4 @@
-"""Textual messages the app's panels react to, adapted from the core's events."""
+"""Textual messages the app reacts to, adapted from the core."""
 
 from __future__ import annotations
 
@@ -6,15 +6,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from lobstah_core.events import Event
 from lobstah_core.node_view import NodeSnapshot
-
-
-@dataclass
-class GridEvent(Message):
-    """Something happened on the grid (one core event)."""
-
-    event: Event
 
 
 @dataclass

@@ -96,10 +96,26 @@ class BalancePanel(Vertical):
         times = [now_ms if t is None else t for t in self.times]
         # Seconds from the first point: plotext wants numbers; the ticks carry the clock time.
         x = [(t - times[0]) / 1000 for t in times]
-        plt.plot(x, list(self.earned), color="green")
-        plt.plot(x, list(self.spent), color="yellow")
+        # A column of the plot shows two points at most (its markers are two dots wide): more
+        # only cost time to draw (300 points took plotext 14 ms to build at 34 columns, 60 took 6).
+        kept = thinned(x, 2 * plot.size.width)
+        earned, spent = list(self.earned), list(self.spent)
+        plt.plot([x[i] for i in kept], [earned[i] for i in kept], color="green")
+        plt.plot([x[i] for i in kept], [spent[i] for i in kept], color="yellow")
         span = x[-1] or 1.0
         ticks = [span * i / (TIME_TICKS - 1) for i in range(TIME_TICKS)]
         plt.xticks(ticks, [time.strftime("%H:%M:%S", time.localtime(times[0] / 1000 + tick)) for tick in ticks])
         plot.refresh()
         self._unplotted = 0
+
+
+def thinned(x: list[float], most: int) -> list[int]:
+    """Indices of the points to draw of a curve over ``x`` (ascending) on ``most`` dots across:
+    the first point, then the last of each dot's span of ``x``, so every dot keeps the value
+    the curve has there. Every index when there are no more points than dots (or no size yet).
+    """
+    if len(x) <= most or most < 2:
+        return list(range(len(x)))
+    span = (x[-1] - x[0]) or 1.0
+    last_in_dot = {min(int((value - x[0]) / span * most), most - 1): i for i, value in enumerate(x)}
+    return sorted({0, *last_in_dot.values()})
