@@ -10,6 +10,7 @@ widget that does not overlap the changed region were never written.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 
 from textual._compositor import Compositor
@@ -52,9 +53,24 @@ class _CroppingCompositor(Compositor):
             self._render_crop = None  # never left for a read outside this render
 
 
+def _compositor_as_expected() -> bool:
+    """Whether this Textual's compositor has the private shape the cropping one relies on
+    (checked against Textual 8.2): if a release changes it, the stock compositor is used."""
+    try:
+        parameters = list(inspect.signature(Compositor._get_renders).parameters)
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return parameters == ["self", "crop"] and isinstance(inspect.getattr_static(Compositor, "visible_widgets", None), property)
+
+
 class DashboardScreen(Screen[None]):
-    """Textual's ``Screen`` with :class:`_CroppingCompositor`; it looks and behaves the same."""
+    """Textual's ``Screen`` with :class:`_CroppingCompositor` (when this Textual's compositor has
+    the shape it expects); it looks and behaves the same."""
 
     def __init__(self, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
-        self._compositor = _CroppingCompositor()
+        if _COMPOSITOR_AS_EXPECTED and isinstance(getattr(self, "_compositor", None), Compositor):
+            self._compositor = _CroppingCompositor()
+
+
+_COMPOSITOR_AS_EXPECTED = _compositor_as_expected()
