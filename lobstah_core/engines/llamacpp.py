@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import importlib.resources
 import importlib.util
+import os
 import random
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -117,7 +118,13 @@ class LlamaCppEngine:
             model_name: the id clients ask for; default ``smollm2:135m`` for the packaged
                 model, else the file's stem.
             context_tokens: tokens of context (prompt + reply).
-            threads: CPU threads for generation (default: llama-cpp-python's, half the cores).
+            threads: CPU threads, for reading the prompt and for generating alike (default:
+                half the cores, llama-cpp-python's count for generation). llama-cpp-python
+                would read the prompt with every core; llama.cpp's own server and CLI read it
+                with as many threads as generate (``--threads-batch``: "default: same as
+                --threads"). On a 2-core machine where anything else ran, a second prompt
+                thread made the first token wait up to seconds instead of a few hundred ms
+                (README, "Benchmark").
 
         Raises:
             EngineUnavailable: llama-cpp-python is not installed, or the file is missing, is not
@@ -287,8 +294,10 @@ def check_setup(model_path: Path | str | None = None) -> Path:
 def _load(path: Path, context_tokens: int, threads: int | None) -> Any:
     import llama_cpp
 
+    threads = threads or max((os.cpu_count() or 1) // 2, 1)
     try:
-        return llama_cpp.Llama(model_path=str(path), n_ctx=context_tokens, n_threads=threads, verbose=False)
+        return llama_cpp.Llama(model_path=str(path), n_ctx=context_tokens, n_threads=threads,
+                               n_threads_batch=threads, verbose=False)
     except (ValueError, RuntimeError) as exc:
         raise EngineUnavailable(f"llama.cpp could not load {path}: {exc}") from None
 
