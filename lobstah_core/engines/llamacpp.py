@@ -10,7 +10,8 @@ measured against the context), so a request that cannot run is refused as the re
 (:class:`~lobstah_core.errors.EngineRejected`, a 400) while the worker can still answer with a
 plain HTTP error. Generation then runs in the engine's own thread, one request at a time per
 loaded model (llama.cpp's context holds one sequence); tokens reach the event loop as they are
-sampled, and closing the stream (a client that hung up) stops the thread at the next token.
+sampled (those sampled while the loop was busy arrive together, as one delta), and closing the
+stream (a client that hung up) stops the thread at the next token.
 Usage is counted in tokens of the model's tokenizer: the prompt as evaluated, and every
 sampled token except the end-of-generation one, as llama.cpp's own server counts them.
 """
@@ -21,11 +22,12 @@ import asyncio
 import contextlib
 import importlib.resources
 import importlib.util
+import os
 import random
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,20 +81,46 @@ class _Finished:
     usage: Usage
 
 
-@dataclass
 class _Generation:
-    """What the generation thread and the event loop share for one request."""
+    """What the generation thread and the event loop share for one request.
 
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[str | _Finished | BaseException] = field(default_factory=asyncio.Queue)
-    cancelled: threading.Event = field(default_factory=threading.Event)
+    Items the thread sampled wait in a list until the loop takes them all at once: the loop is
+    woken (a write to its self-pipe, :meth:`~asyncio.loop.call_soon_threadsafe`) only by the
+    item that finds the list empty, so a loop that falls behind the model is not woken once per
+    token to catch up.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.cancelled = threading.Event()
+        self._lock = threading.Lock()
+        self._pending: list[str | _Finished | BaseException] = []
+        self._waiter: asyncio.Future[None] | None = None
 
     def emit(self, item: str | _Finished | BaseException) -> None:
         """Hand an item to the loop (called from the generation thread)."""
+        with self._lock:
+            self._pending.append(item)
+            if len(self._pending) > 1:
+                return  # the first item's wake-up is on its way
         try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+            self.loop.call_soon_threadsafe(self._wake)
         except RuntimeError:  # the loop is closed: nobody is listening any more
             self.cancelled.set()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def take(self) -> list[str | _Finished | BaseException]:
+        """Every item handed over since the last call, in order (waits for at least one)."""
+        while True:
+            with self._lock:
+                if self._pending:
+                    items, self._pending = self._pending, []
+                    return items
+                self._waiter = self.loop.create_future()
+            await self._waiter
 
 
 class LlamaCppEngine:
@@ -117,7 +145,13 @@ class LlamaCppEngine:
             model_name: the id clients ask for; default ``smollm2:135m`` for the packaged
                 model, else the file's stem.
             context_tokens: tokens of context (prompt + reply).
-            threads: CPU threads for generation (default: llama-cpp-python's, half the cores).
+            threads: CPU threads, for reading the prompt and for generating alike (default:
+                half the cores, llama-cpp-python's count for generation). llama-cpp-python
+                would read the prompt with every core; llama.cpp's own server and CLI read it
+                with as many threads as generate (``--threads-batch``: "default: same as
+                --threads"). On a 2-core machine where anything else ran, a second prompt
+                thread made the first token wait up to seconds instead of a few hundred ms
+                (README, "Benchmark").
 
         Raises:
             EngineUnavailable: llama-cpp-python is not installed, or the file is missing, is not
@@ -169,17 +203,22 @@ class LlamaCppEngine:
             self._llama.close()
 
     async def _generate(self, plan: _Plan) -> AsyncIterator[str | _Finished]:
-        """Text deltas as they are sampled, then one :class:`_Finished`; one at a time."""
+        """Text deltas as they are sampled (the text of every token sampled since the last
+        delta, joined), then one :class:`_Finished`; one generation at a time."""
         async with self._lock:
             generation = _Generation(asyncio.get_running_loop())
             done = generation.loop.run_in_executor(self._thread, self._run, plan, generation)
             try:
                 while True:
-                    item = await generation.queue.get()
-                    if isinstance(item, BaseException):
-                        raise EngineError(f"llama.cpp failed: {item}") from item
-                    yield item
-                    if isinstance(item, _Finished):
+                    items = await generation.take()
+                    text = "".join(item for item in items if isinstance(item, str))
+                    if text:
+                        yield text
+                    end = items[-1]  # a thread's last item: its result or its failure
+                    if isinstance(end, BaseException):
+                        raise EngineError(f"llama.cpp failed: {end}") from end
+                    if isinstance(end, _Finished):
+                        yield end
                         return
             finally:
                 generation.cancelled.set()
@@ -287,8 +326,10 @@ def check_setup(model_path: Path | str | None = None) -> Path:
 def _load(path: Path, context_tokens: int, threads: int | None) -> Any:
     import llama_cpp
 
+    threads = threads or max((os.cpu_count() or 1) // 2, 1)
     try:
-        return llama_cpp.Llama(model_path=str(path), n_ctx=context_tokens, n_threads=threads, verbose=False)
+        return llama_cpp.Llama(model_path=str(path), n_ctx=context_tokens, n_threads=threads,
+                               n_threads_batch=threads, verbose=False)
     except (ValueError, RuntimeError) as exc:
         raise EngineUnavailable(f"llama.cpp could not load {path}: {exc}") from None
 

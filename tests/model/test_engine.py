@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import aclosing
 from typing import Any
 
@@ -44,6 +45,20 @@ async def test_streamed_and_plain_answers_agree(engine: LlamaCppEngine) -> None:
     assert text == plain["choices"][0]["message"]["content"]
     assert len([c for c in chunks if c["choices"] and c["choices"][0]["delta"].get("content")]) > 1  # token by token
     assert chunks[-1]["usage"] == plain["usage"]
+
+
+async def test_a_reader_that_falls_behind_gets_the_tokens_it_missed_in_one_piece(engine: LlamaCppEngine) -> None:
+    request = {"model": MODEL, "messages": ask("What do lobsters eat?"), "max_tokens": 24, **GREEDY}
+    plain = await engine.chat(request)
+    pieces = []
+    async for chunk in engine.stream(request):
+        if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+            pieces.append(chunk["choices"][0]["delta"]["content"])
+            if len(pieces) == 1:
+                time.sleep(1.0)  # the event loop busy elsewhere while the model goes on sampling
+    assert "".join(pieces) == plain["choices"][0]["message"]["content"]
+    # The tokens sampled meanwhile came as one delta, not as a backlog of one event each.
+    assert len(pieces) <= plain["usage"]["completion_tokens"] - 2
 
 
 async def test_a_stop_string_ends_the_answer_before_it(engine: LlamaCppEngine) -> None:
