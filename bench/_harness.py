@@ -3,6 +3,7 @@ giving a requester credit with a worker (so the worker's credit check passes and
 
 from __future__ import annotations
 
+import math
 import socket
 import subprocess
 import time
@@ -40,3 +41,23 @@ def seed_credit(worker_home: Path, requester: Identity) -> None:
     }
     with Ledger(worker_home / "ledger.sqlite3") as ledger:
         ledger.add(sign_receipt(earned, requester))
+
+
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """A distribution-free confidence interval for the median of ``values``' population: the
+    k-th smallest and k-th largest value, for the largest k whose coverage, 1 − 2·P(B < k) with
+    B ~ Binomial(n, ½), is at least ``confidence`` (the order-statistic interval for a
+    quantile, as in Conover, *Practical Nonparametric Statistics*). Fewer than 6 values
+    cannot reach 95%: then the smallest and largest, which cover less.
+    """
+    ordered, n = sorted(values), len(values)
+
+    k, below = 0, 0  # below: 2^n · P(B < k + 1), summed as k grows
+    while k + 1 <= n - k:
+        below += math.comb(n, k)
+        if 1 - 2 * below / 2**n < confidence:
+            break
+        k += 1
+    if k == 0:
+        return ordered[0], ordered[-1]
+    return ordered[k - 1], ordered[n - k]

@@ -35,7 +35,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import signal
 import statistics
@@ -47,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from _harness import free_port, seed_credit, start
+from _harness import free_port, median_interval, seed_credit, start
 
 from lobstah_core.engines.llamacpp import DEFAULT_MODEL_NAME, LlamaCppEngine
 from lobstah_core.identity_file import load_or_create_identity
@@ -244,26 +243,6 @@ TOKENS_PER_S_TARGET, ADDED_FIRST_MS_TARGET = 0.97, 5.0
 def verdict(met: bool, missed: bool) -> str:
     """``met`` or ``missed`` when the whole confidence interval says so, else ``undecided``."""
     return "met" if met else "missed" if missed else "undecided"
-
-
-def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
-    """A distribution-free confidence interval for the median of ``values``' population: the
-    k-th smallest and k-th largest value, for the largest k whose coverage, 1 − 2·P(B < k) with
-    B ~ Binomial(n, ½), is at least ``confidence`` (the order-statistic interval for a
-    quantile, as in Conover, *Practical Nonparametric Statistics*). Fewer than 6 values
-    cannot reach 95%: then the smallest and largest, which cover less.
-    """
-    ordered, n = sorted(values), len(values)
-
-    def coverage(k: int) -> float:
-        return 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2**n
-
-    k = 0
-    while k + 1 <= n - k and coverage(k + 1) >= confidence:
-        k += 1
-    if k == 0:
-        return ordered[0], ordered[-1]
-    return ordered[k - 1], ordered[n - k]
 
 
 def main() -> int:

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-from _harness import free_port, seed_credit, start
+from _harness import free_port, median_interval, seed_credit, start
 
 from lobstah_core.identity_file import load_or_create_identity
 from lobstah_core.ledger import Ledger
@@ -126,7 +126,7 @@ async def latencies(targets: dict[str, Target], stream: bool, count: int) -> dic
                 first, total = await one(sessions[name], targets[name], stream)
                 # Streams are judged by time to first token, plain requests by the whole answer.
                 timings[name].append(first if stream else total)
-    return {name: sorted(values) for name, values in timings.items()}
+    return timings
 
 
 async def throughputs(targets: dict[str, Target], stream: bool, seconds: float, concurrency: int = 32,
@@ -167,7 +167,8 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 async def measure(targets: dict[str, Target], args: argparse.Namespace) -> dict[str, dict[str, float]]:
     figures: dict[str, dict[str, float]] = {}
     for mode, stream in (("plain", False), ("streamed", True)):
-        lat = await latencies(targets, stream, args.requests)
+        turns = await latencies(targets, stream, args.requests)
+        lat = {name: sorted(values) for name, values in turns.items()}
         direct_p50, direct_p99 = statistics.median(lat["direct"]), percentile(lat["direct"], 0.99)
         rates = await throughputs(targets, stream, args.seconds)
         for name in proxies(targets):
@@ -184,8 +185,20 @@ async def measure(targets: dict[str, Target], args: argparse.Namespace) -> dict[
             figures[ratios_key(mode, name)] = {
                 "overhead_vs_bare": round(router["added_p50_ms"] / max(bare["added_p50_ms"], 1e-3), 2),
                 "throughput_vs_bare": round(router["per_s_c32"] / bare["per_s_c32"], 2),
+                **paired_ms(turns, name, "bare"),
             }
+            if name != "router":  # another checkout's router against this one's, turn by turn
+                figures[ratios_key(mode, name)] |= paired_ms(turns, "router", name, "router_minus_it")
     return figures
+
+
+def paired_ms(turns: dict[str, list[float]], name: str, baseline: str, key: str | None = None) -> dict[str, list[float]]:
+    """The median of ``name``'s time minus ``baseline``'s in the same turn, with its 95%
+    interval, in ms (``[low, median, high]``): a comparison that a machine's drifting load, felt
+    by both requests of a turn alike, disturbs far less than a difference of two medians."""
+    differences = [(a - b) * 1000 for a, b in zip(turns[name], turns[baseline], strict=True)]
+    low, high = median_interval(differences)
+    return {key or f"minus_{baseline}_ms": [round(low, 3), round(statistics.median(differences), 3), round(high, 3)]}
 
 
 def proxies(targets: dict[str, Target]) -> list[str]:
@@ -287,8 +300,13 @@ def report(figures: dict[str, dict[str, float]], names: list[str]) -> None:
                   f"{row['per_s_c32']:>5} req/s at c=32")
         for name in names[2:]:
             ratios = figures[ratios_key(mode, name)]
+            low, median, high = ratios["minus_bare_ms"]
             print(f"  {name} overhead {ratios['overhead_vs_bare']}x the bare proxy's (target <= 1.3), "
-                  f"throughput {ratios['throughput_vs_bare']}x (target >= 0.8)")
+                  f"throughput {ratios['throughput_vs_bare']}x (target >= 0.8); "
+                  f"turn by turn {median:+.3f} ms over the bare proxy [95%: {low:+.3f}, {high:+.3f}]")
+            if "router_minus_it" in ratios:
+                low, median, high = ratios["router_minus_it"]
+                print(f"  router minus {name}, turn by turn: {median:+.3f} ms [95%: {low:+.3f}, {high:+.3f}]")
     for name in names[2:]:
         print(f"receipts accepted by {name}: {figures[f'{name}/ledger']['receipts_accepted']}")
 
