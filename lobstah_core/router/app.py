@@ -149,7 +149,8 @@ def _api_key_middlewares(api_key: str | None) -> list[Any]:
     async def check_api_key(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path not in OPEN_PATHS:
             given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-            if not hmac.compare_digest(given.encode(), api_key.encode()):
+            # aiohttp hands header bytes that are not UTF-8 over as surrogates: compare the bytes.
+            if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), api_key.encode()):
                 raise Unauthorized("this router needs an API key: Authorization: Bearer <key>")
         return await handler(request)
 
