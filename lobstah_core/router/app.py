@@ -134,8 +134,10 @@ def create_app(
     return app
 
 
-#: What anyone may ask a router that has an API key: that it is one, and its public key.
-OPEN_PATHS = frozenset({"/", "/pubkey"})
+#: What anyone may ask a router that has an API key: that it is one, its public key, and the
+#: dashboard page (static, no data in it: a browser's navigation cannot send the key, which the
+#: page reads from its URL fragment and sends with every request for data).
+OPEN_PATHS = frozenset({"/", "/pubkey", "/dashboard"})
 
 
 def _api_key_middlewares(api_key: str | None) -> list[Any]:
