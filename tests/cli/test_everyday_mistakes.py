@@ -69,6 +69,8 @@ def test_gossip_fails_when_no_relay_answers(cli: Run, home: Path) -> None:
     (("serve", "--engine", "demo", "--label", "x" * 5000), "at most 64 characters"),
     (("peers", "add", PUBKEY, "http://127.0.0.1:1", "x" * 5000, "--no-check"), "at most 64 characters"),
     (("peers", "add", PUBKEY, "http://127.0.0.1:1", "two\nlines", "--no-check"), "not a valid label"),
+    (("peers", "gossip", "--nostr-relay", "ws://127.0.0.1:1", "--idle", "nan"), "--idle: must be a finite number >= 0"),
+    (("peers", "gossip", "--nostr-relay", "ws://127.0.0.1:1", "--idle", "-1"), "--idle: must be a finite number >= 0"),
 ])
 def test_bounded_flags(cli: Run, home: Path, args: tuple[str, ...], message: str) -> None:
     assert_clean_failure(cli(*args), message)
