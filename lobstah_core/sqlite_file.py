@@ -19,7 +19,7 @@ def open_database(path: Path, schema: str) -> sqlite3.Connection:
     Raises:
         StoreError: ``path`` is not a SQLite database (or cannot be read as one).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         db.execute("PRAGMA busy_timeout = 30000")

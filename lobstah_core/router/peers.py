@@ -91,7 +91,7 @@ class PeerStore:
         return [peer for peer in self.load() if not peer.expired(now_ms)]
 
     def save(self, peers: list[Peer]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         body = [peer.model_dump(mode="json", by_alias=True, exclude_none=True) for peer in peers]
         for entry in body:
             if entry.get("source") == "manual":
