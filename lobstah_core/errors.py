@@ -18,6 +18,7 @@ __all__ = [
     "UnsafeUrl",
     "IdentityError",
     "LedgerError",
+    "StoreError",
     "RetryLater",
     "RequestError",
     "InvalidJson",
@@ -102,6 +103,13 @@ class LedgerError(LobstahError):
     """The ledger store cannot be opened or written."""
 
     type = "ledger_error"
+
+
+class StoreError(LobstahError):
+    """Another SQLite store of a node (batches, jobs) cannot be opened: not a database, or
+    unreadable. The server does not start; the file is left as it is."""
+
+    type = "store_error"
 
 
 class RetryLater(LobstahError):

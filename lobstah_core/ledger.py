@@ -169,7 +169,7 @@ class Ledger:
         self._lock = threading.Lock()
         try:
             if str(path) != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE) so two processes
             # writing at once queue on the lock instead of failing to upgrade a read lock.
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)

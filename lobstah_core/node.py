@@ -258,7 +258,7 @@ class Node:
 
     def _save_switches(self, **changes: bool) -> None:
         self.switches = self.switches.model_copy(update=changes)
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         temporary = self._switches_path.with_name(f".node.json.{os.getpid()}.tmp")
         temporary.write_text(json.dumps(self.switches.model_dump(), indent=2) + "\n", encoding="utf-8")
         os.replace(temporary, self._switches_path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -89,13 +90,37 @@ def _object_at(config: dict[str, Any], *keys: str) -> dict[str, Any]:
 
 
 def write_config(path: Path, config: dict[str, Any]) -> Path | None:
-    """Write ``config`` to ``path`` atomically; returns the backup of the old file, if any."""
+    """Write ``config`` to ``path`` atomically; returns the backup of the old file, if any.
+
+    The config holds API keys (other providers' and the router's), so nobody else may read it
+    at any moment: a new file is 0600, a rewritten one keeps its mode, and the backup is the
+    old file itself (a hard link, as ``keygen --force`` keeps an identity's), mode and all.
+
+    Raises:
+        OSError: the folder or file cannot be written.
+    """
     backup = None
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = 0o600
     if path.exists():
-        backup = path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
-        backup.write_bytes(path.read_bytes())
+        mode = stat.S_IMODE(path.stat().st_mode)
+        backup = _free_backup_name(path)
+        os.link(path, backup)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        os.fchmod(handle.fileno(), mode)
+        handle.write(json.dumps(config, indent=2) + "\n")
     os.replace(temporary, path)
+    return backup
+
+
+def _free_backup_name(path: Path) -> Path:
+    """``<name>.<YYYYmmdd-HHMMSS>.bak``, with ``-2``, ``-3``… for more backups in one second
+    (each keeps the file as it was before that run)."""
+    stem = f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}"
+    backup, n = path.with_name(f"{stem}.bak"), 1
+    while backup.exists():
+        n += 1
+        backup = path.with_name(f"{stem}-{n}.bak")
     return backup

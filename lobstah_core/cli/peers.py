@@ -22,7 +22,7 @@ from ..discovery.tracker_client import TrackerClient
 from ..protocol.schemas import Capacity
 from ..protocol.url_safety import UrlPolicy
 from ..router.peers import Peer, PeerStore
-from .common import CliError, add_command, add_json_flag, first_line, print_json
+from .common import CliError, add_command, add_json_flag, finite_positive, first_line, print_json
 
 
 def register(commands: Any) -> None:
@@ -45,7 +45,7 @@ def register(commands: Any) -> None:
     gossip_cmd.add_argument("--nostr-relay", action="append", dest="relays", metavar="URL",
                             help="relay to read (repeatable; default: the grid's default relays)")
     gossip_cmd.add_argument("--allow-loopback", action="store_true", help="accept peers on loopback")
-    gossip_cmd.add_argument("--idle", type=float, default=8.0, help="stop after this many quiet seconds (default %(default)s)")
+    gossip_cmd.add_argument("--idle", type=finite_positive, default=8.0, help="stop after this many quiet seconds (default %(default)s)")
     add_json_flag(gossip_cmd)
 
 

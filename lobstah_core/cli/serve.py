@@ -29,7 +29,7 @@ def register(commands: Any) -> None:
     serve.add_argument("--sync", action=argparse.BooleanOptionalAction, default=None,
                        help="turn the sync switch on or off (remembered; default: as last time, off at first)")
     serve.add_argument("--seconds", type=finite_positive, help="stop after this long (default: until SIGINT/SIGTERM)")
-    serve.add_argument("--api-key", help="require this key on every route of the router but / and /pubkey (default: any key)")
+    serve.add_argument("--api-key", help="require this key on every route of the router but /, /pubkey and /dashboard (default: any key)")
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:

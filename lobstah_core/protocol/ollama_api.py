@@ -29,12 +29,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from ..errors import RequestError
 
 __all__ = [
     "OLLAMA_API_VERSION",
+    "OllamaOptions",
     "OllamaChatRequest",
     "OllamaGenerateRequest",
     "OllamaEmbedRequest",
@@ -78,13 +79,23 @@ class OllamaMessage(_OllamaModel):
     tool_name: str | None = None
 
 
+class OllamaOptions(_OllamaModel):
+    """``options`` of a generation, typed where the translation reads them as Ollama does
+    (its Go server refuses a value of the wrong type with a 400); the sampling numbers are
+    checked by the OpenAI request they become, the options without an OpenAI field not at all."""
+
+    stop: StrictStr | list[StrictStr] | None = None
+    #: At most this many tokens; Ollama's -1 and -2 mean "no limit".
+    num_predict: StrictInt | None = None
+
+
 class _GenerationRequest(_OllamaModel):
     """What ``/api/chat`` and ``/api/generate`` share."""
 
     model: str = Field(min_length=1)
     #: ``"json"``, or a JSON schema the answer must follow.
     format: str | dict[str, Any] | None = None
-    options: dict[str, Any] | None = None
+    options: OllamaOptions | None = None
     stream: bool | None = None
 
     @property
@@ -221,13 +232,13 @@ def _sampling(request: _GenerationRequest) -> dict[str, Any]:
     body: dict[str, Any] = {"model": request.model, "stream": request.streamed}
     if request.streamed:
         body["stream_options"] = {"include_usage": True}
-    options, fmt = request.options or {}, request.format
-    body.update({name: options[name] for name in _OPTIONS if options.get(name) is not None})
-    if isinstance(options.get("num_predict"), int) and options["num_predict"] > 0:
-        body["max_tokens"] = options["num_predict"]  # Ollama's -1 and -2 mean "no limit"
-    stop = options.get("stop")
-    if stop:
-        body["stop"] = [stop] if isinstance(stop, str) else list(stop)
+    options, fmt = request.options or OllamaOptions(), request.format
+    given = options.model_dump(exclude_none=True)
+    body.update({name: given[name] for name in _OPTIONS if name in given})
+    if options.num_predict is not None and options.num_predict > 0:
+        body["max_tokens"] = options.num_predict
+    if options.stop:
+        body["stop"] = [options.stop] if isinstance(options.stop, str) else options.stop
     if fmt == "json":
         body["response_format"] = {"type": "json_object"}
     elif isinstance(fmt, dict):

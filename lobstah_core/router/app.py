@@ -134,8 +134,10 @@ def create_app(
     return app
 
 
-#: What anyone may ask a router that has an API key: that it is one, and its public key.
-OPEN_PATHS = frozenset({"/", "/pubkey"})
+#: What anyone may ask a router that has an API key: that it is one, its public key, and the
+#: dashboard page (static, no data in it: a browser's navigation cannot send the key, which the
+#: page reads from its URL fragment and sends with every request for data).
+OPEN_PATHS = frozenset({"/", "/pubkey", "/dashboard"})
 
 
 def _api_key_middlewares(api_key: str | None) -> list[Any]:
@@ -149,7 +151,8 @@ def _api_key_middlewares(api_key: str | None) -> list[Any]:
     async def check_api_key(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path not in OPEN_PATHS:
             given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-            if not hmac.compare_digest(given.encode(), api_key.encode()):
+            # aiohttp hands header bytes that are not UTF-8 over as surrogates: compare the bytes.
+            if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), api_key.encode()):
                 raise Unauthorized("this router needs an API key: Authorization: Bearer <key>")
         return await handler(request)
 

@@ -87,7 +87,8 @@ class PeerDirectory:
             self.peers = {self.own.pubkey: self.own, **others}
 
     def reload(self) -> bool:
-        """Re-read peers.json if it changed (a broken file keeps the last good list).
+        """Re-read peers.json if it changed (a file that cannot be read keeps the last good list;
+        an entry that is not a peer costs only itself).
 
         Returns:
             Whether peers appeared that have never been probed.
@@ -97,12 +98,14 @@ class PeerDirectory:
             return False
         self._mtime = mtime
         try:
-            peers = self.store.load()
+            peers, problems = self.store.load_usable()
         except PeerListError as exc:
             self.load_error = exc.message
             log.error("%s; keeping the previous peer list", exc.message)
             return False
-        self.load_error = None
+        self.load_error = "; ".join(problems) or None
+        for problem in problems:
+            log.error("%s; the other peers are used", problem)
         self.peers = {peer.pubkey: peer for peer in peers}
         self._put_own_first()
         return any(self.health.of(peer.pubkey).capacity_at is None for peer in peers)

@@ -27,9 +27,10 @@ the dispatch core's ``on_call``; gauges are read at each scrape.
 
 A ``model`` label is what a client asked for. Models some peer serves are bounded by the
 grid; names no peer serves (outcomes ``no_model`` and ``unavailable``) are the client's to
-choose, so only the first :data:`UNSERVED_MODEL_LABELS` of them get a label of their own and
-the rest count under ``model="(other)"``: a client sending random names cannot grow the
-registry (and every scrape) without bound.
+choose, so only the first :data:`UNSERVED_MODEL_LABELS` of them get a label of their own, and
+only if printable and at most :data:`UNSERVED_MODEL_LABEL_CHARS` long; the rest count under
+``model="(other)"``: a client sending random or huge names cannot grow the registry (and
+every scrape) without bound.
 """
 
 from __future__ import annotations
@@ -44,10 +45,14 @@ from ..protocol.schemas import SelfBalance
 from .directory import PeerDirectory
 from .dispatch import CallRecord
 
-__all__ = ["RouterMetrics", "UNSERVED_MODEL_LABELS"]
+__all__ = ["RouterMetrics", "UNSERVED_MODEL_LABELS", "UNSERVED_MODEL_LABEL_CHARS"]
 
 #: How many distinct names of models no peer serves get a ``model`` label of their own.
 UNSERVED_MODEL_LABELS = 32
+#: The longest such name that does: each label is repeated on every histogram bucket, so a
+#: 100,000-character name cost ~2 MB of every scrape. Real names (``hf.co/org/repo:quant``)
+#: are well under it.
+UNSERVED_MODEL_LABEL_CHARS = 128
 #: Outcomes decided before any peer was asked: the model may be any string at all.
 _UNSERVED = frozenset({"no_model", "unavailable"})
 
@@ -83,7 +88,7 @@ class RouterMetrics:
         """The dispatch core's ``on_call``."""
         model = record.model
         if record.outcome in _UNSERVED and model not in self._unserved:
-            if len(self._unserved) < UNSERVED_MODEL_LABELS:
+            if len(self._unserved) < UNSERVED_MODEL_LABELS and len(model) <= UNSERVED_MODEL_LABEL_CHARS and model.isprintable():
                 self._unserved.add(model)
             else:
                 model = "(other)"

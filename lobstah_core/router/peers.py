@@ -68,30 +68,60 @@ class PeerStore:
             return None
 
     def load(self) -> list[Peer]:
-        """Every peer in the file (none if there is no file).
+        """Every peer in the file (none if there is no file): what a rewrite starts from, so a
+        single bad entry refuses it (rewriting would lose that entry).
 
         Raises:
             PeerListError: the file is not a valid peer list (it is left untouched).
         """
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        text = self._text()
+        if text is None:
             return []
-        except OSError as exc:
-            raise PeerListError(f"cannot read {self.path}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError as exc:
-            raise PeerListError(f"{self.path} is not a valid peer list: not UTF-8 (byte {exc.start})") from None
         try:
             return _PEER_LIST.validate_json(text)
         except ValidationError as exc:
             raise PeerListError(f"{self.path} is not a valid peer list: {describe_validation_error(exc)}") from None
+
+    def load_usable(self) -> tuple[list[Peer], list[str]]:
+        """The peers a router may use: every valid entry, and one problem for each entry that is
+        not a peer (a hand-edited typo costs only its own entry).
+
+        Raises:
+            PeerListError: the file cannot be read, or is not a JSON array.
+        """
+        text = self._text()
+        if text is None:
+            return [], []
+        try:
+            entries = json.loads(text)
+        except ValueError as exc:
+            raise PeerListError(f"{self.path} is not a valid peer list: not JSON ({exc})") from None
+        if not isinstance(entries, list):
+            raise PeerListError(f"{self.path} is not a valid peer list: not a JSON array")
+        peers, problems = [], []
+        for number, entry in enumerate(entries, start=1):
+            try:
+                peers.append(Peer.model_validate(entry))
+            except ValidationError as exc:
+                problems.append(f"{self.path} entry {number} is not a peer: {describe_validation_error(exc)}")
+        return peers, problems
+
+    def _text(self) -> str | None:
+        try:
+            return self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise PeerListError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise PeerListError(f"{self.path} is not a valid peer list: not UTF-8 (byte {exc.start})") from None
 
     def active(self, now_ms: int) -> list[Peer]:
         """The peers to use now: manual ones, and discovered ones not yet expired."""
         return [peer for peer in self.load() if not peer.expired(now_ms)]
 
     def save(self, peers: list[Peer]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         body = [peer.model_dump(mode="json", by_alias=True, exclude_none=True) for peer in peers]
         for entry in body:
             if entry.get("source") == "manual":

@@ -10,7 +10,6 @@ Methods block; the worker calls them through ``asyncio.to_thread``.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import uuid
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol.receipts import SignedReceipt
+from ..sqlite_file import open_database
 from ..protocol.schemas import JobCounts, JobRecord
 
 __all__ = ["JobStore", "ClaimedJob"]
@@ -52,15 +52,15 @@ class ClaimedJob:
 class JobStore:
     """Jobs and their results, in SQLite."""
 
-    def __init__(self, path: Path | str, ttl_seconds: int = 3600) -> None:
+    def __init__(self, path: Path, ttl_seconds: int = 3600) -> None:
+        """Open (or create) the queue at ``path``.
+
+        Raises:
+            StoreError: ``path`` is not a SQLite database.
+        """
         self._ttl_ms = ttl_seconds * 1000
         self._lock = threading.Lock()
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA busy_timeout = 30000")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(path, _SCHEMA)
 
     def close(self) -> None:
         with self._lock:

@@ -35,7 +35,7 @@ from ..errors import (
 )
 from ..events import EventBus, ReceiptIssued
 from ..ledger import Ledger
-from ..protocol.identity import Identity
+from ..protocol.identity import Identity, is_pubkey
 from ..protocol.model_names import lists_model
 from ..protocol.receipts import Receipt, SignedReceipt, new_nonce, sign_receipt
 from ..protocol.request_signing import ANONYMOUS, REQUESTER_HEADER, verify_request
@@ -90,7 +90,8 @@ class WorkerService:
                 own receipts are served only to that requester, proven).
 
         Raises:
-            Unauthorized: a signature that does not verify, or none when one is required.
+            Unauthorized: a signature that does not verify, or none when one is required; a
+                claimed requester that is not a public key (nor ``anonymous``).
         """
         try:
             verified = verify_request(headers, method, path, body, self.clock_ms())
@@ -100,7 +101,10 @@ class WorkerService:
             return verified
         if self.settings.require_signed_requests or signed_only:
             raise Unauthorized("this needs a signed request (x-lobstah-signature)")
-        return headers.get(REQUESTER_HEADER) or ANONYMOUS
+        claimed = headers.get(REQUESTER_HEADER) or ANONYMOUS
+        if claimed != ANONYMOUS and not is_pubkey(claimed):
+            raise Unauthorized(f"{REQUESTER_HEADER} must be a lob1… public key")
+        return claimed
 
     async def check_credit(self, requester: str) -> None:
         """Refuse a requester whose available credit in our ledger is used up.

@@ -4,6 +4,8 @@ import json
 import stat
 from pathlib import Path
 
+import pytest
+
 from lobstah_core.ledger import Ledger
 from lobstah_core.protocol import Identity
 
@@ -28,6 +30,20 @@ def test_keygen_writes_a_private_js_format_identity(cli: Run, home: Path) -> Non
     assert set(body) == {"version", "publicKey", "secretKey"}
     assert body["publicKey"] in result.stdout
     assert Identity.from_json(path.read_text()).pubkey == body["publicKey"]
+
+
+@pytest.mark.parametrize("args", [
+    ("keygen",),
+    ("peers", "add", "lob1" + "ab" * 32, "http://127.0.0.1:1", "--no-check"),
+    ("ledger", "export"),
+    ("ledger", "import", "-"),
+])
+def test_whichever_command_makes_the_home_makes_it_private(cli: Run, home: Path, args: tuple[str, ...]) -> None:
+    """The home holds prompts and answers (jobs, batch files) and the ledger beside the
+    identity. keygen made it 0700, but a borrower whose first command was `peers add` got a
+    0755 home, and every store a router later wrote in it was readable by all local users."""
+    assert cli(*args, stdin="").returncode == 0
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
 
 
 def test_keygen_never_overwrites_silently(cli: Run, home: Path) -> None:

@@ -69,6 +69,8 @@ def test_gossip_fails_when_no_relay_answers(cli: Run, home: Path) -> None:
     (("serve", "--engine", "demo", "--label", "x" * 5000), "at most 64 characters"),
     (("peers", "add", PUBKEY, "http://127.0.0.1:1", "x" * 5000, "--no-check"), "at most 64 characters"),
     (("peers", "add", PUBKEY, "http://127.0.0.1:1", "two\nlines", "--no-check"), "not a valid label"),
+    (("peers", "gossip", "--nostr-relay", "ws://127.0.0.1:1", "--idle", "nan"), "--idle: must be a finite number >= 0"),
+    (("peers", "gossip", "--nostr-relay", "ws://127.0.0.1:1", "--idle", "-1"), "--idle: must be a finite number >= 0"),
 ])
 def test_bounded_flags(cli: Run, home: Path, args: tuple[str, ...], message: str) -> None:
     assert_clean_failure(cli(*args), message)
@@ -113,3 +115,20 @@ def test_a_router_url_that_is_no_url(cli: Run, args: tuple[str, ...]) -> None:
     """A mistyped --router was an httpx.InvalidURL traceback (a bracket left open, a port that
     is no number) or "no router answers at ftp://..." as if it were only down."""
     assert_clean_failure(cli(*args), "not a router URL")
+
+
+@pytest.mark.parametrize("store, args", [
+    ("batches.sqlite3", ("router", "start", "--port", "0")),
+    ("router-jobs.sqlite3", ("router", "start", "--port", "0")),
+    ("jobs.sqlite3", ("worker", "start", "--engine", "demo", "--port", "0")),
+    ("batches.sqlite3", ("serve", "--engine", "demo", "--router-port", "0", "--worker-port", "0", "--seconds", "1")),
+])
+def test_a_store_in_the_home_that_is_not_a_database(cli: Run, home: Path, store: str, args: tuple[str, ...]) -> None:
+    """A damaged store (a disk error, a file copied over it) stops the server with one line
+    naming the file, as a damaged ledger does, not a sqlite3 traceback; the file is left as
+    it was for its owner to look at."""
+    assert cli("keygen").returncode == 0
+    damaged = b"not a database, whatever its name says" * 4
+    (home / store).write_bytes(damaged)
+    assert_clean_failure(cli(*args), f"{home / store}: file is not a database")
+    assert (home / store).read_bytes() == damaged

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 from lobstah_core.http import RunningServer
-from lobstah_core.openclaw import lobstah_provider, merge_provider
+from lobstah_core.openclaw import lobstah_provider, merge_provider, write_config
 from lobstah_core.protocol import Identity
 
 from ..conftest import StartRouter, StartWorker, add_peer
@@ -81,3 +82,21 @@ def test_router_down_and_broken_config(cli, tmp_path: Path) -> None:
     config.write_bytes(b"\xff\xfe{}")  # saved as UTF-16, say: was a UnicodeDecodeError traceback
     assert_clean_failure(cli("openclaw", "--config", str(config)), "not plain JSON")
     assert config.read_bytes() == b"\xff\xfe{}"
+
+
+def test_a_private_config_stays_private_and_so_does_its_backup(tmp_path: Path) -> None:
+    """openclaw's config holds other providers' API keys; ours adds the router's. Rewriting a
+    0600 file as 0644 (and its backup too) handed every key to every local user."""
+    path = tmp_path / "openclaw.json"
+    path.write_text(json.dumps(EXISTING))
+    path.chmod(0o600)
+    provider = lobstah_provider("http://127.0.0.1:17475", ["demo-fast"], "router-key")
+    backup = write_config(path, merge_provider(EXISTING, provider, None))
+    assert backup is not None and json.loads(backup.read_text()) == EXISTING
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o600
+    again = write_config(path, EXISTING)  # within the same second: a backup of its own
+    assert again is not None and again != backup and json.loads(backup.read_text()) == EXISTING
+    fresh = tmp_path / "new" / "openclaw.json"
+    write_config(fresh, merge_provider({}, provider, None))
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o600  # a new one: only its owner's, as identity.json

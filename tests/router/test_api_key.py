@@ -1,5 +1,6 @@
-"""One auth rule: a router with ``--api-key`` wants the key on every route but ``/`` and
-``/pubkey``; CORS preflights stay open (browsers send them without credentials)."""
+"""One auth rule: a router with ``--api-key`` wants the key on every route but ``/``,
+``/pubkey`` and the ``/dashboard`` page; CORS preflights stay open (browsers send them without
+credentials)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def every_route(router: Any) -> list[tuple[str, str]]:
     return routes
 
 
-async def test_every_route_but_two_wants_the_key(router: Any) -> None:
+async def test_every_route_but_the_open_ones_wants_the_key(router: Any) -> None:
     routes = every_route(router)
     paths = {path for _, path in routes}
     assert {"/balance", "/peers", "/events", "/metrics", "/v1/models", "/api/tags", "/api/chat"} <= paths
@@ -87,3 +88,24 @@ async def test_attach_with_the_key(router: Any) -> None:
         assert [peer.pubkey for peer in snapshot.peers] == [WORKER.pubkey]
     finally:
         await node.stop()
+
+
+async def test_a_key_that_is_not_utf8_is_refused_not_a_crash(router: Any) -> None:
+    """Header bytes are the client's to choose: a key in Latin-1 (or any bytes) is a wrong key,
+    a 401, not a 500 from comparing it."""
+    async with httpx.AsyncClient(base_url=router.url) as http:
+        response = await http.get("/v1/models", headers={"Authorization": b"Bearer s3cr\xe9t\xff"})
+    assert response.status_code == 401
+    assert "API key" in response.json()["error"]["message"]
+
+
+async def test_the_dashboard_page_opens_in_a_browser_and_asks_for_data_with_the_key(router: Any) -> None:
+    """README: with --api-key, open /dashboard#key=K. A browser's navigation cannot send an
+    Authorization header, so the page itself (static, no data in it) is open; everything it
+    reads (/balance, /peers, /ledger, /events) still wants the key."""
+    async with httpx.AsyncClient(base_url=router.url) as http:
+        page = await http.get("/dashboard")
+        data = await http.get("/ledger")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'Authorization: "Bearer " + key' in page.text
+    assert data.status_code == 401

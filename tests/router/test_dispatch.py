@@ -30,7 +30,7 @@ from lobstah_core.router.dispatch import (
 )
 from lobstah_core.router.health import HealthBook
 from lobstah_core.router.memory import Handler, MemoryRequest, MemoryResponse, MemoryTransport
-from lobstah_core.router.peers import Peer, PeerStore
+from lobstah_core.router.peers import Peer, PeerListError, PeerStore
 from lobstah_core.timeouts import Timeouts
 
 ME = Identity.from_seed(b"R" * 32)
@@ -265,6 +265,23 @@ def test_a_peer_list_that_is_not_utf8_keeps_the_previous_peers_and_later_edits_a
     os.utime(store.path, (2, 2))
     directory.reload()
     assert [peer.label for peer in directory.peers.values()] == ["B"] and directory.load_error is None
+
+
+def test_a_bad_entry_in_the_peer_list_costs_only_itself(tmp_path: Path) -> None:
+    """A hand-edited peers.json with one typo (a short pubkey) used to leave the router with no
+    peers at all, the good entries beside it included. The good ones are used; the bad one is
+    named in the warning, and kept in the file (`peers add` refuses to rewrite it until fixed)."""
+    dispatcher = grid(tmp_path, ok())
+    directory, store = dispatcher.directory, dispatcher.directory.store
+    good = {"pubkey": PEERS[1].pubkey, "url": "http://peer1", "label": "B"}
+    store.path.write_text(json.dumps([good, {"pubkey": "lob1typo", "url": "http://peer2", "label": "C"}]))
+    os.utime(store.path, (1, 1))
+    directory.reload()
+    assert [peer.label for peer in directory.peers.values()] == ["B"]
+    assert directory.load_error is not None and "entry 2" in directory.load_error and "pubkey" in directory.load_error
+    with pytest.raises(PeerListError):
+        store.add(Peer(pubkey=PEERS[0].pubkey, url="http://peer0"))
+    assert "lob1typo" in store.path.read_text()
 
 
 def test_a_peer_list_path_that_cannot_be_read_keeps_the_previous_peers(tmp_path: Path) -> None:

@@ -116,3 +116,23 @@ async def test_model_names_no_peer_serves_cannot_grow_the_metrics_without_bound(
     assert sum(unserved.values()) == asked  # every request is still counted
     ok = (("model", "demo-fast"), ("outcome", "ok"), ("peer", "kitchen"))
     assert samples[("lobstah_router_requests_total", ok)] == 1
+
+
+async def test_a_long_or_unprintable_unserved_name_gets_no_label_of_its_own(
+    start_worker: StartWorker, start_router: StartRouter, router_home: Path, tmp_path: Path
+) -> None:
+    """The label budget counts names, so each must be small: one request for a model named
+    with 100,000 characters used to add ~2 MB to every scrape (a label on each histogram
+    bucket), and a NUL made the exposition binary. Such names count under "(other)"."""
+    add_peer(router_home, await start_worker(identity=WORKER, home=tmp_path / "w"), WORKER.pubkey, label="kitchen")
+    router = await start_router()
+    async with httpx.AsyncClient(base_url=router.url, timeout=20) as http:
+        for name in ("x" * 100_000, "nul\x00name", "junk-short"):
+            assert (await http.post("/v1/chat/completions", json={**CHAT, "model": name})).status_code == 404
+        exposition = (await http.get("/metrics")).content
+    assert len(exposition) < 100_000 and b"\x00" not in exposition
+    unserved = {
+        dict(labels)["model"]: value for (name, labels), value in (await scrape(router.url)).items()
+        if name == "lobstah_router_requests_total" and dict(labels)["outcome"] == "no_model"
+    }
+    assert unserved == {"(other)": 2, "junk-short": 1}

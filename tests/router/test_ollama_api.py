@@ -145,3 +145,15 @@ async def test_a_failure_after_the_commit_is_one_ndjson_error_line(
     with pytest.raises(ollama.ResponseError, match="GPU caught fire"):
         async for _ in await client(router).chat(model="demo-fast", messages=HI, stream=True):
             pass
+
+
+@pytest.mark.parametrize("options", [{"stop": 5}, {"stop": {"a": 1}}, {"stop": [1, 2]}, {"num_predict": "many"},
+                                     {"num_predict": 2.5}])
+async def test_options_of_the_wrong_type_are_a_400_in_ollama_shape(router: Any, options: dict[str, Any]) -> None:
+    """Ollama refuses options of the wrong type with a 400; ``"stop": 5`` used to crash the
+    translation (500) and ``"num_predict": "many"`` to be dropped without a word."""
+    async with httpx.AsyncClient(base_url=router.url, timeout=20) as http:
+        response = await http.post("/api/chat", json={"model": "demo-fast", "messages": HI, "stream": False,
+                                                      "options": options})
+    assert response.status_code == 400, response.text
+    assert next(iter(options)) in response.json()["error"]

@@ -66,3 +66,16 @@ async def test_attach_to_a_url_that_is_no_url(tmp_path: Path, url: str) -> None:
     # was an httpx.InvalidURL traceback for the first two
     code, lines = await tui("--attach", url, home=str(tmp_path))
     assert code != 0 and len(lines) == 1 and "not a router URL" in lines[0], lines
+
+
+async def test_python_dash_m_runs_the_dashboard_as_the_core_runs_its_cli(tmp_path: Path) -> None:
+    """``python -m lobstah_core`` works, so users try ``python -m lobstah_tui`` too (with a venv
+    not on PATH, say): it used to say the package cannot be executed."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "lobstah_tui", "--attach", "http://127.0.0.1:9",
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "LOBSTAH_HOME": str(tmp_path / "home")},
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    lines = [line for line in TERMINAL_CONTROL.sub("", stderr.decode()).splitlines() if line.strip()]
+    assert_one_line((process.returncode or 0, lines), "lobstah-tui: error: no Lobstah router answers at http://127.0.0.1:9")

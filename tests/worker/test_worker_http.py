@@ -75,6 +75,17 @@ def _receipt_of(response: httpx.Response) -> str:
     return decode_receipt_header(value)["receipt"]["nonce"]
 
 
+@pytest.mark.parametrize("claimed", [b"\xff\xfe", b"not-a-key", ("lob1" + "ab" * 32 + "00").encode()])
+async def test_a_claimed_requester_that_is_no_public_key_is_refused(client: httpx.AsyncClient, claimed: bytes) -> None:
+    """An unsigned request's requester is taken on trust (WIRE.md), but it must be a public key:
+    its credit is looked up and it is signed into the receipt. Bytes that are not UTF-8 were a
+    500 from the ledger lookup, and any other text ended up as the receipt's requesterPubkey."""
+    response = await client.post("/v1/chat/completions", json=CHAT, headers={"x-lobstah-requester": claimed})
+    assert response.status_code == 401
+    assert "x-lobstah-requester" in response.json()["error"]["message"]
+    assert "x-lobstah-receipt" not in response.headers
+
+
 async def test_requester_defaults_to_anonymous(client: httpx.AsyncClient) -> None:
     response = await client.post("/v1/chat/completions", json=CHAT)
     assert decode_receipt_header(response.headers["x-lobstah-receipt"])["receipt"]["requesterPubkey"] == "anonymous"
