@@ -18,7 +18,9 @@ the peer answers                            what happens
 429, or 503 with ``Retry-After``            busy: next candidate, no penalty; every
                                             candidate busy → :class:`AllPeersBusy` (429)
 401, 402, 403, 404                          next candidate, no penalty (the peer refuses
-                                            *us*, or lost the model since its last probe)
+                                            *us*, or lost the model since its last probe);
+                                            every candidate 402 → :class:`InsufficientCredit`
+                                            (402)
 408, other 5xx, refused or broken           failure: next candidate, counted in the peer's
 connection, a phase timeout                 health (two in a row exclude it for 30 s)
 ==========================================  ===============================================
@@ -40,7 +42,7 @@ from contextlib import aclosing, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import AllPeersFailed, LobstahError, ModelNotFound, NoCapablePeer, NoPeers, RetryLater, UnsafeUrl
+from ..errors import AllPeersFailed, InsufficientCredit, LobstahError, ModelNotFound, NoCapablePeer, NoPeers, RetryLater, UnsafeUrl
 from ..protocol.identity import Identity
 from ..protocol.model_names import lists_model
 from ..protocol.request_signing import sign_request
@@ -204,6 +206,14 @@ class _Attempts:
                 retry_after=wait, attempts=len(self.errors), errors=self.errors,
             )
         summary = "; ".join(f"{e['peer']}: {e['message']}" for e in self.errors)
+        if self.errors and all(e.get("status") == 402 for e in self.errors):
+            # Every peer wants credit we lack: the client's case to settle (lend compute, or
+            # ask friends), not a failure of the grid a retry would cure.
+            return InsufficientCredit(
+                f"no peer serves us without more credit ({summary}); earn some by lending compute "
+                "(lobstah-core worker start), or ask a peer to let you in",
+                attempts=len(self.errors), errors=self.errors,
+            )
         return AllPeersFailed(
             f"all {len(self.errors)} peers failed ({summary})", attempts=len(self.errors), errors=self.errors
         )
@@ -279,7 +289,8 @@ class Dispatcher:
                 says is judged by the same rules, so it is one candidate, not a bypass.
 
         Raises:
-            PeerRefused, AllPeersBusy, AllPeersFailed, and what :meth:`candidates` raises.
+            PeerRefused, AllPeersBusy, InsufficientCredit (every peer answered 402), AllPeersFailed,
+            and what :meth:`candidates` raises.
         """
         # The hot path of every plain answer: one loop, no generator or context-manager layers
         # (each cost a few microseconds per request, by cProfile and callgrind counts).
@@ -324,7 +335,8 @@ class Dispatcher:
         :meth:`Stream.chunks`), and nothing when the client went away.
 
         Raises:
-            PeerRefused, AllPeersBusy, AllPeersFailed, and what :meth:`candidates` raises.
+            PeerRefused, AllPeersBusy, InsufficientCredit (every peer answered 402), AllPeersFailed,
+            and what :meth:`candidates` raises.
         """
         attempts = _Attempts()
         with self._recorded(call) as record:
@@ -437,7 +449,8 @@ def retry_after_seconds(value: str | None) -> int | None:
 def _outcome_of(exc: BaseException) -> str:
     """The :class:`CallRecord` outcome an exception out of a call means."""
     outcomes: tuple[tuple[type[BaseException], str], ...] = (
-        (PeerRefused, "refused"), (AllPeersBusy, "busy"), (AllPeersFailed, "failed"), (PeerFailedMidStream, "failed"),
+        (PeerRefused, "refused"), (InsufficientCredit, "refused"), (AllPeersBusy, "busy"), (AllPeersFailed, "failed"),
+        (PeerFailedMidStream, "failed"),
         (ModelNotFound, "no_model"), (NoPeers, "unavailable"), (NoCapablePeer, "unavailable"), (LobstahError, "error"),
     )
     return next((outcome for kind, outcome in outcomes if isinstance(exc, kind)), "cancelled")

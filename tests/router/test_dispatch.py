@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lobstah_core.errors import AllPeersFailed, ModelNotFound, NoCapablePeer, NoPeers
+from lobstah_core.errors import AllPeersFailed, InsufficientCredit, ModelNotFound, NoCapablePeer, NoPeers
 from lobstah_core.events import EventBus
 from lobstah_core.protocol import Identity
 from lobstah_core.protocol.schemas import Capacity
@@ -145,6 +145,17 @@ async def test_a_peer_that_refuses_us_is_passed_over_without_penalty(tmp_path: P
     dispatcher = grid(tmp_path, status(code), ok())
     assert (await dispatcher.fetch(CALL)).peer.label == "B"
     assert failures(dispatcher) == [0, 0]
+
+
+async def test_when_every_peer_wants_credit_we_lack_the_client_gets_402_not_a_retryable_502(tmp_path: Path) -> None:
+    dispatcher = grid(tmp_path, status(402, "no credit"), status(402, "no credit"))
+    with pytest.raises(InsufficientCredit) as refused:
+        await dispatcher.fetch(CALL)
+    assert refused.value.status == 402 and refused.value.details["attempts"] == 2
+    assert "lending compute" in refused.value.message and failures(dispatcher) == [0, 0]
+    # one 402 among other failures is still a failure of the grid
+    with pytest.raises(AllPeersFailed):
+        await grid(tmp_path / "mixed", status(402), status(500)).fetch(CALL)
 
 
 async def test_server_errors_fail_over_count_and_exclude(tmp_path: Path) -> None:
