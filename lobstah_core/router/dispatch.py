@@ -292,39 +292,23 @@ class Dispatcher:
             PeerRefused, AllPeersBusy, InsufficientCredit (every peer answered 402), AllPeersFailed,
             and what :meth:`candidates` raises.
         """
-        # The hot path of every plain answer: one loop, no generator or context-manager layers
-        # (each cost a few microseconds per request, by cProfile and callgrind counts).
-        record, called = CallRecord(call.model, call.path), time.perf_counter()
         attempts = _Attempts()
-        try:
-            for candidate in [peer] if peer is not None else self.candidates(call.model, call.tier):
-                health = self.health.of(candidate.pubkey)
-                health.in_flight += 1
-                try:
-                    started = time.perf_counter()
-                    reply = await self._send(call, candidate, attempts)
-                    if reply is None:
-                        continue
+        with self._recorded(call) as record:
+            async with aclosing(self._replies(call, attempts, peer)) as replies:
+                async for peer, reply, started in replies:
                     first_byte_ms = _ms_since(started)
                     try:
                         body = await reply.read()
                     except PeerUnreachable as exc:
-                        self._failed(candidate, f"answer broke off: {exc.message}", attempts)
+                        self._failed(peer, f"answer broke off: {exc.message}", attempts)
                         continue
                     finally:
                         reply.release()
-                finally:
-                    health.in_flight -= 1
-                elapsed = _ms_since(started)
-                self.health.succeeded(candidate.pubkey, elapsed, elapsed)
-                record.peer, record.first_byte_s = candidate.name, first_byte_ms / 1000
-                return Answer(candidate, reply.status, reply.headers, body)
+                    elapsed = _ms_since(started)
+                    self.health.succeeded(peer.pubkey, elapsed, elapsed)
+                    record.peer, record.first_byte_s = peer.name, first_byte_ms / 1000
+                    return Answer(peer, reply.status, reply.headers, body)
             raise attempts.give_up()
-        except BaseException as exc:
-            record.outcome = _outcome_of(exc)
-            raise
-        finally:
-            self._report(record, called)
 
     @asynccontextmanager
     async def stream(self, call: Call) -> AsyncIterator[Stream]:
@@ -376,10 +360,13 @@ class Dispatcher:
         if self.on_call is not None:
             asyncio.get_running_loop().call_soon(self.on_call, record)
 
-    async def _replies(self, call: Call, attempts: _Attempts) -> AsyncIterator[tuple[Peer, PeerReply, float]]:
-        """Each candidate's 2xx reply in turn, with the time its request started; every
-        attempt counted in flight until the consumer asks for the next one or stops."""
-        for peer in self.candidates(call.model, call.tier):
+    async def _replies(
+        self, call: Call, attempts: _Attempts, only: Peer | None = None
+    ) -> AsyncIterator[tuple[Peer, PeerReply, float]]:
+        """Each candidate's 2xx reply in turn (``only``'s, when given), with the time its
+        request started; every attempt counted in flight until the consumer asks for the next
+        one or stops."""
+        for peer in [only] if only is not None else self.candidates(call.model, call.tier):
             with self.health.attempt(peer.pubkey):
                 started = time.perf_counter()
                 reply = await self._send(call, peer, attempts)

@@ -5,9 +5,8 @@ resets its failures. What counts as a failure is WIRE.md "[ext] who is to blame"
 broken connection, a timeout, a 5xx, an unreadable answer, a failed capacity probe; a busy peer
 (429, 503 + Retry-After) and a request the peer refused as the client's fault do not count.
 
-``in_flight`` is raised and lowered by :meth:`HealthBook.attempt`, a context manager that
-lowers it however the attempt ends (answer, error, or the client hanging up); the plain-answer
-hot path (:meth:`Dispatcher.fetch`) does the same in its own ``try``/``finally``. Everything here is cached state: selection reads it, nothing on the request
+``in_flight`` is raised and lowered in one place, :meth:`HealthBook.attempt`, a context manager
+that lowers it however the attempt ends (answer, error, or the client hanging up). Everything here is cached state: selection reads it, nothing on the request
 path probes a peer.
 """
 
