@@ -7,6 +7,7 @@ of a streamed chat answer.
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from .events import EventBus
 from .protocol.receipts import SignedReceipt
 from .protocol.schemas import Balance
 
-__all__ = ["NodeView", "NodeSnapshot", "PeerView", "BatchView", "chat_stream_text"]
+__all__ = ["NodeView", "NodeSnapshot", "PeerView", "BatchView", "chat_stream_text", "busiest_peers"]
 
 
 @dataclass(frozen=True)
@@ -189,3 +190,11 @@ async def chat_stream_text(lines: AsyncIterable[bytes | str]) -> AsyncIterator[s
             text = (choice.get("delta") or {}).get("content")
             if text:
                 yield text
+
+
+def busiest_peers(items_per_peer: dict[str, int], labels: dict[str, str], shown: int) -> list[str]:
+    """``["swift 120", "steady 64"]``: the ``shown`` peers that answered most of a batch's items
+    (``BatchView.items_per_peer``), busiest first, by label when known (else a piece of the
+    pubkey after ``lob1``)."""
+    busiest = heapq.nlargest(shown, items_per_peer.items(), key=lambda item: item[1])
+    return [f"{labels.get(peer, peer[4:12])} {count}" for peer, count in busiest]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ROUTER_PORT, Settings
+from ..node_view import busiest_peers
 from ..router.state import CHAT_PATH
 from .common import CliError, add_command, add_json_flag, print_json, router_url
 
@@ -96,7 +97,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     batch = router.call("GET", f"/v1/batches/{args.batch_id}")
     _show(batch, args.json)
     if not args.json and batch.get("items_per_peer"):
-        print(f"  answered by: {_per_peer(batch['items_per_peer'], router.peer_names())}")
+        counts = batch["items_per_peer"]
+        print(f"  answered by: {', '.join(busiest_peers(counts, router.peer_names(), len(counts)))}")
     return 0
 
 
@@ -174,13 +176,6 @@ def _progress(batch: dict[str, Any], end: bool = False) -> None:
         print(f"\r{line}\033[K", end="\n" if end else "", file=sys.stderr, flush=True)
     else:
         print(line, file=sys.stderr, flush=True)
-
-
-def _per_peer(counts: dict[str, int], names: dict[str, str]) -> str:
-    """``attic 40, cellar 20``: items answered per peer, busiest first (a pubkey's first 12
-    characters when the peer has no label)."""
-    busiest = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    return ", ".join(f"{names.get(pubkey, pubkey[:12])} {count}" for pubkey, count in busiest)
 
 
 def _line(batch: dict[str, Any]) -> str:

@@ -7,7 +7,6 @@ nothing) and, at start, by the batches the router already holds.
 
 from __future__ import annotations
 
-import heapq
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from lobstah_core.events import BatchProgressed, BatchStatusChanged, Event
-from lobstah_core.node_view import BatchView
+from lobstah_core.node_view import BatchView, busiest_peers
 
 #: Statuses after which nothing changes any more.
 FINAL = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -185,8 +184,7 @@ def describe_peers(items_per_peer: dict[str, int], labels: dict[str, str]) -> st
     """``"swift 120 · steady 64 · +3 more"``: the busiest peers first, by label when known."""
     if not items_per_peer:
         return "no request answered yet"
-    busiest = heapq.nlargest(PEERS_SHOWN, items_per_peer.items(), key=lambda item: item[1])
-    named = [f"{labels.get(peer, peer[4:12])} {count}" for peer, count in busiest]
+    named = busiest_peers(items_per_peer, labels, PEERS_SHOWN)
     if len(items_per_peer) > PEERS_SHOWN:
         named.append(f"+{len(items_per_peer) - PEERS_SHOWN} more")
     return " · ".join(named)
