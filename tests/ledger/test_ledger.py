@@ -151,7 +151,7 @@ def test_bulk_import_across_many_batches_keeps_every_count(tmp_path: Path) -> No
     forged["receipt"]["nonce"] = "cd" * 16
     lines[40:40] = ["not json", json.dumps(forged)]
     lines.append(lines[0])
-    with Ledger(tmp_path / "bulk.sqlite3", batch_size=25) as ledger:
+    with Ledger(tmp_path / "bulk.sqlite3", batch_size=25, commit_size=30) as ledger:
         report = ledger.import_jsonl(lines)
         assert (report.added, report.duplicate, report.invalid, report.malformed) == (120, 1, 1, 1)
         assert [line for line, _ in report.problems] == [41, 42]
@@ -159,14 +159,15 @@ def test_bulk_import_across_many_batches_keeps_every_count(tmp_path: Path) -> No
 
 
 def test_bulk_import_keeps_balances_as_receipts_added_one_by_one(tmp_path: Path) -> None:
-    # A bulk import sums each batch's balances itself; they must come out as the per-receipt
-    # trigger makes them, with duplicates inside a batch and across batches, a worker paying
-    # itself, and a ledger that already holds receipts.
+    # A bulk import sums each transaction's balances itself; they must come out as the
+    # per-receipt trigger makes them, with duplicates inside a transaction and across
+    # transactions (16-receipt batches committed 32 at a time), a worker paying itself, and a
+    # ledger that already holds receipts.
     earlier = [signed_receipt(WORKER, ROUTER, inputTokens=n) for n in range(5)]
     receipts = [signed_receipt(WORKER if n % 3 else OTHER, ROUTER, outputTokens=n) for n in range(90)]
     receipts += [signed_receipt(ROUTER, ROUTER, inputTokens=4), signed_receipt(OTHER, WORKER)]
     lines = [json.dumps(r.to_wire()) for r in [*receipts[:10], receipts[3], *receipts[10:], receipts[50], earlier[0]]]
-    with Ledger(tmp_path / "bulk.sqlite3", batch_size=16) as bulk, Ledger(tmp_path / "one.sqlite3") as one:
+    with Ledger(tmp_path / "bulk.sqlite3", batch_size=16, commit_size=20) as bulk, Ledger(tmp_path / "one.sqlite3") as one:
         for r in earlier:
             assert bulk.add(r).status == one.add(r).status == "added"
         report = bulk.import_jsonl(lines)

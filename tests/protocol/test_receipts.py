@@ -5,6 +5,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from lobstah_core.errors import InvalidSignature, MalformedMessage, StaleMessage
 from lobstah_core.protocol import (
@@ -19,8 +21,8 @@ from lobstah_core.protocol import (
     sign_receipt,
     verify_receipt,
 )
-from lobstah_core.protocol.canonical import canonicalize
-from lobstah_core.protocol.receipts import signed_receipt_text
+from lobstah_core.protocol.canonical import canonical_bytes, canonicalize
+from lobstah_core.protocol.receipts import _signed_bytes, signed_receipt_text
 
 from .conftest import requires_node
 
@@ -179,3 +181,30 @@ def test_signed_text_is_compact_json_in_field_order(changes: dict[str, Any]) -> 
     signed = sign_receipt(make_receipt(**changes), WORKER)
     expected = json.dumps(signed.to_wire(), separators=(",", ":"), ensure_ascii=False)
     assert signed_receipt_text(signed) == expected
+
+
+_ANY_CHARACTER = st.characters(min_codepoint=0, max_codepoint=0x10FFFF, blacklist_categories=())
+
+
+@settings(max_examples=300)
+@given(
+    job_id=st.text(_ANY_CHARACTER, max_size=40),
+    model=st.text(_ANY_CHARACTER, max_size=40),
+    tokens=st.integers(0, 10**9),
+    completed_at=st.integers(0, 2**53 - 1),
+    extra=st.one_of(st.just({}), st.dictionaries(st.text(_ANY_CHARACTER, min_size=1, max_size=5), st.integers() | st.text(_ANY_CHARACTER), max_size=2)),
+)
+def test_a_receipt_verifies_over_its_canonical_json(
+    job_id: str, model: str, tokens: int, completed_at: int, extra: dict[str, Any]
+) -> None:
+    # verify_receipt writes a plain receipt's canonical text with json's sorted encoder; it
+    # must be canonicalize's text to the byte for any strings (non-ASCII, lone surrogates) and
+    # integers the schema allows, or honest receipts would be refused.
+    body = make_receipt(jobId=job_id, model=model, outputTokens=tokens, completedAt=completed_at)
+    extra = {key: value for key, value in extra.items() if key not in body}
+    try:
+        signed = sign_receipt({**body, **extra}, WORKER)
+    except MalformedMessage:
+        assume(False)  # an extra integer outside the safe range: refused before signing
+    assert _signed_bytes(signed.receipt) == canonical_bytes(signed.receipt.to_wire())
+    assert verify_receipt(SignedReceipt.model_validate(signed.to_wire())) == signed
