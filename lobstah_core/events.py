@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -30,6 +31,8 @@ __all__ = [
     "event_to_json",
     "event_from_json",
 ]
+
+log = logging.getLogger("lobstah")
 
 
 @dataclass(frozen=True)
@@ -188,18 +191,35 @@ class EventBus:
     """Fan-out of events to any number of subscribers, never blocking the publisher.
 
     A subscriber that falls more than ``max_backlog`` events behind loses the oldest ones
-    (a slow dashboard must not slow the router down).
+    (a slow dashboard must not slow the router down). A :meth:`tap` sees every event, as it is
+    published, for counting that must neither wait for a turn of the loop nor miss any.
     """
 
     def __init__(self, max_backlog: int = 1000) -> None:
         self._subscribers: set[asyncio.Queue[Event]] = set()
+        self._taps: list[Callable[[Event], None]] = []
         self._max_backlog = max_backlog
 
     def publish(self, event: Event) -> None:
+        for tap in self._taps:
+            try:
+                tap(event)
+            except Exception:  # a broken counter must not cost the publisher its work
+                log.exception("event tap %r failed on %s", tap, event.kind)
         for queue in self._subscribers:
             if queue.full():
                 queue.get_nowait()
             queue.put_nowait(event)
+
+    @contextmanager
+    def tap(self, record: Callable[[Event], None]) -> Iterator[None]:
+        """Call ``record(event)`` for every event published while the context is open, inside
+        :meth:`publish`: it must be quick and must not block (metrics counters, say)."""
+        self._taps.append(record)
+        try:
+            yield
+        finally:
+            self._taps.remove(record)
 
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[asyncio.Queue[Event]]:

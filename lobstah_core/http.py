@@ -53,7 +53,7 @@ __all__ = [
     "open_event_stream",
     "sse_error_event",
     "IDLE_CONNECTION_S",
-    "ERROR_SHAPE",
+    "ERROR_SHAPES",
 ]
 
 log = logging.getLogger("lobstah")
@@ -71,10 +71,13 @@ IDLE_CONNECTION_S = 20.0
 BODY_IDLE_S = web.AppKey("body_idle_s", float)
 #: How a committed stream reports an error: bytes to write, then the stream ends.
 _OPEN_STREAM = web.RequestKey("open_stream", tuple)
-#: How a request's error bodies are shaped when not as ``{"error": {"type", "message"}}``: a
-#: function of that body (the Ollama API's routes answer ``{"error": "<message>"}``). A
-#: middleware sets it before the handler runs; a committed stream uses its ``failure`` instead.
-ERROR_SHAPE = web.RequestKey("error_shape", object)
+#: How error bodies are shaped on some paths when not as ``{"error": {"type", "message"}}``:
+#: path prefix -> a function of that body (the Ollama API's routes answer ``{"error":
+#: "<message>"}``). Looked up only when there is an error; a committed stream uses its
+#: ``failure`` instead.
+ERROR_SHAPES = web.AppKey("error_shapes", dict)
+#: The CORS preflight answerer :func:`install_cors` puts in the app, if any.
+_PREFLIGHT = web.AppKey("cors_preflight", object)
 
 
 def sse_error_event(body: dict[str, Any]) -> bytes:
@@ -135,18 +138,24 @@ def error_response(error: LobstahError, shape: Callable[[dict[str, Any]], Any] |
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Turn every error into ``{"error": {"type", "message"}}`` with the right status."""
+    """Turn every error into ``{"error": {"type", "message"}}`` with the right status (or the
+    path's :data:`ERROR_SHAPES` shape), and answer CORS preflights when :func:`install_cors`
+    set them up (here, not in a middleware of their own: one layer less on every request)."""
     try:
+        if request.method == "OPTIONS" and _PREFLIGHT in request.app:
+            answer = request.app[_PREFLIGHT](request)
+            if answer is not None:
+                return answer
         return await handler(request)
     except LobstahError as error:
         if getattr(error, "close_connection", False):
-            response = error_response(error, request.get(ERROR_SHAPE))
+            response = error_response(error, _shape_of(request))
             response.force_close()  # the rest of its body is not worth waiting for
             return response
         if _OPEN_STREAM in request:
             log.warning("stream on %s ended by an error: %s", request.path, error.message)
             return await _end_stream(request, error.to_body())
-        return error_response(error, request.get(ERROR_SHAPE))
+        return error_response(error, _shape_of(request))
     except (ConnectionResetError, ConnectionAbortedError):
         raise  # the client went away: nobody is left to tell
     except web.HTTPException as exc:
@@ -168,8 +177,15 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
 
 
 def _shaped(request: web.Request, body: dict[str, Any]) -> Any:
-    shape = request.get(ERROR_SHAPE)
+    shape = _shape_of(request)
     return shape(body) if shape else body
+
+
+def _shape_of(request: web.Request) -> Callable[[dict[str, Any]], Any] | None:
+    for prefix, shape in request.app.get(ERROR_SHAPES, {}).items():
+        if request.path.startswith(prefix):
+            return shape
+    return None
 
 
 def _allow_header(exc: web.HTTPException) -> dict[str, str]:
@@ -425,7 +441,8 @@ def install_cors(app: web.Application, extra_origins: tuple[str, ...] | list[str
     204 with the methods and headers they asked for; every answer to an allowed origin, streams
     included, carries ``Access-Control-Allow-Origin``; other origins get no CORS headers (the
     browser then keeps the answer from the page). Hand-written because aiohttp-cors has no
-    any-port loopback rule. Call before the app starts.
+    any-port loopback rule. Call before the app starts; the app's middlewares must include
+    :func:`error_middleware`, which answers the preflights.
     """
     extra = tuple(extra_origins)
 
@@ -433,17 +450,15 @@ def install_cors(app: web.Application, extra_origins: tuple[str, ...] | list[str
         origin = request.headers.get("Origin")
         return origin if origin is not None and origin_allowed(origin, extra) else None
 
-    @web.middleware
-    async def preflight(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-            if allowed_origin(request) is not None:
-                return web.Response(status=204, headers={
-                    "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
-                    "Access-Control-Allow-Headers": request.headers.get(
-                        "Access-Control-Request-Headers", "Authorization, Content-Type"),
-                    "Access-Control-Max-Age": "600",
-                })
-        return await handler(request)
+    def preflight(request: web.BaseRequest) -> web.Response | None:
+        if "Access-Control-Request-Method" not in request.headers or allowed_origin(request) is None:
+            return None
+        return web.Response(status=204, headers={
+            "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
+            "Access-Control-Allow-Headers": request.headers.get(
+                "Access-Control-Request-Headers", "Authorization, Content-Type"),
+            "Access-Control-Max-Age": "600",
+        })
 
     async def add_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
         origin = allowed_origin(request)
@@ -451,5 +466,5 @@ def install_cors(app: web.Application, extra_origins: tuple[str, ...] | list[str
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Vary"] = "Origin"
 
-    app.middlewares.insert(0, preflight)
+    app[_PREFLIGHT] = preflight
     app.on_response_prepare.append(add_headers)

@@ -3,27 +3,21 @@ through ``prometheus-client``).
 
 Each app has its own :class:`~prometheus_client.CollectorRegistry` (a node runs a router and a
 worker in one process, and tests run many apps). Counters are fed from the event bus
-(lobstah_core/events.py), the one way through the data; gauges of state (peers, queue, the
-ledger's balance) are read when Prometheus scrapes. Names follow Prometheus conventions:
-``lobstah_<app>_…_total`` for counters, ``_seconds`` for durations, ``_tokens`` for credit.
-
-A subscriber that falls more than the bus's backlog behind loses the oldest events, so under
-a burst of more than 1000 events between two turns of the loop a counter may undercount; a
-scrape never slows the request path.
+(lobstah_core/events.py), the one way through the data, by a tap: every event is counted as it
+is published, none lost to a backlog and no turn of the loop spent on it. Gauges of state
+(peers, queue, the ledger's balance) are read when Prometheus scrapes. Names follow Prometheus
+conventions: ``lobstah_<app>_…_total`` for counters, ``_seconds`` for durations, ``_tokens``
+for credit.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
-from .events import Event, EventBus
 from .protocol.schemas import SelfBalance
 
-__all__ = ["BalanceGauge", "follow_events", "metrics_response", "LATENCY_BUCKETS_S"]
+__all__ = ["BalanceGauge", "metrics_response", "LATENCY_BUCKETS_S"]
 
 #: Histogram buckets in seconds, from a cached answer to a long generation.
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -39,13 +33,6 @@ class BalanceGauge:
     def set(self, balance: SelfBalance) -> None:
         for kind in ("earned", "spent", "net", "available"):
             self._gauge.labels(kind).set(getattr(balance, kind))
-
-
-async def follow_events(bus: EventBus, record: Callable[[Event], None]) -> None:
-    """Hand every event published on ``bus`` to ``record``, until cancelled."""
-    async with bus.subscribe() as queue:
-        while True:
-            record(await queue.get())
 
 
 def metrics_response(registry: CollectorRegistry) -> web.Response:

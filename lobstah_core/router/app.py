@@ -19,7 +19,7 @@ from ..events import EventBus, event_to_json
 from ..errors import ModelNotFound
 from ..http import MAX_BODY, error_middleware, install_cors, json_response, parse_body, read_body
 from ..ledger import Ledger
-from ..metrics import follow_events, metrics_response
+from ..metrics import metrics_response
 from ..protocol.identity import Identity
 from ..protocol.schemas import ChatCompletionRequest, EmbeddingRequest, JobRequest, ModelList
 from ..protocol.url_safety import UrlPolicy
@@ -35,7 +35,7 @@ from .dispatch import Call, Dispatcher
 from .receipts import ReceiptDesk
 from .reconcile import Reconciler
 from .relay import relay_plain, relay_stream
-from .ollama_api import add_ollama_routes, ollama_errors
+from .ollama_api import add_ollama_routes
 from .state import CHAT_PATH, EMBEDDINGS_PATH, ROUTER, Router, model_cards
 from .transport import AiohttpTransport, PeerTransport
 from .url_guard import PeerUrlGuard
@@ -61,7 +61,7 @@ def create_app(
     """
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[error_middleware, ollama_errors, *_api_key_middlewares(settings.api_key)],
+        middlewares=[error_middleware, *_api_key_middlewares(settings.api_key)],
     )
     app[MAX_BODY] = settings.max_body_bytes
     install_cors(app, settings.all_cors_origins())
@@ -70,9 +70,8 @@ def create_app(
     metrics = RouterMetrics()
 
     async def counting(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(follow_events(events, metrics.record))
-        yield
-        await cancel_and_wait(task)
+        with events.tap(metrics.record):
+            yield
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         peer_transport = transport or AiohttpTransport(settings.timeouts())

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from ..errors import ModelNotFound
-from ..http import ERROR_SHAPE, parse_body, read_raw_body
+from ..http import ERROR_SHAPES, parse_body, read_raw_body
 from ..protocol.model_names import lists_model
 from ..protocol.ollama_api import (
     OLLAMA_API_VERSION,
@@ -49,13 +49,15 @@ from .dispatch import Answer, Call, PeerFailedMidStream
 from .relay import fetch_with_receipt, relay_events
 from .state import CHAT_PATH, EMBEDDINGS_PATH, ROUTER, Router, embedding_models, model_cards
 
-__all__ = ["add_ollama_routes", "ollama_errors", "PREFIX"]
+__all__ = ["add_ollama_routes", "PREFIX"]
 
 PREFIX = "/api/"
 
 
 def add_ollama_routes(app: web.Application) -> None:
-    """Route Ollama's API (add :func:`ollama_errors` to the app's middlewares as well)."""
+    """Route Ollama's API; errors on its paths take Ollama's shape (the shared error
+    middleware applies it)."""
+    app.setdefault(ERROR_SHAPES, {})[PREFIX] = _ollama_error
     app.router.add_get("/api/tags", tags)
     app.router.add_get("/api/ps", running)
     app.router.add_get("/api/version", version)
@@ -64,14 +66,6 @@ def add_ollama_routes(app: web.Application) -> None:
     app.router.add_post("/api/generate", generate)
     app.router.add_post("/api/embed", embed)
     app.router.add_post("/api/embeddings", embeddings)
-
-
-@web.middleware
-async def ollama_errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Errors on ``/api/*`` in Ollama's shape (the shared error middleware applies it)."""
-    if request.path.startswith(PREFIX):
-        request[ERROR_SHAPE] = _ollama_error
-    return await handler(request)
 
 
 def _ollama_error(body: dict[str, Any]) -> dict[str, str]:

@@ -16,8 +16,7 @@ from ..errors import ModelNotFound, NotCancellable, NotFound, Overloaded, Reques
 from ..events import EventBus
 from ..http import MAX_BODY, error_middleware, json_response, parse_body, read_body
 from ..ledger import Ledger
-from ..metrics import follow_events, metrics_response
-from ..tasks import cancel_and_wait
+from ..metrics import metrics_response
 from ..protocol.identity import Identity
 from ..protocol.reconciliation import RECEIPTS_PATH, ReceiptsQuery, next_since
 from ..protocol.schemas import (
@@ -66,9 +65,8 @@ def create_app(
     events = bus or EventBus()
 
     async def counting(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(follow_events(events, metrics.record))
-        yield
-        await cancel_and_wait(task)
+        with events.tap(metrics.record):
+            yield
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         ledger = Ledger(home / "ledger.sqlite3")
