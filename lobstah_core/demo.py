@@ -36,7 +36,7 @@ from .protocol.identity import Identity
 from .protocol.request_signing import sign_request
 from .router.app import ROUTER
 from .router.peers import Peer, PeerStore
-from .tasks import cancel_and_wait
+from .tasks import cancel_and_wait, run
 from .worker.app import create_app as create_worker
 
 __all__ = ["DemoGrid", "DemoWorker", "DEMO_WORKERS", "REAL_MODEL_WORKER", "main"]
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_demo(args.seconds, sys.stdout))
+        run(run_demo(args.seconds, sys.stdout))
     return 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import Any
 
 from pydantic import ValidationError
@@ -11,6 +10,7 @@ from pydantic import ValidationError
 from ..config import RouterSettings, Settings
 from ..identity_file import load_or_create_identity
 from ..router.run import run_router
+from ..tasks import run
 from .common import CliError, add_command, add_timeout_flags, first_line, timeouts_from
 
 
@@ -40,7 +40,7 @@ def cmd_router_start(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(first_line(exc)) from None
     identity = load_or_create_identity(settings.identity_path)
     try:
-        asyncio.run(run_router(router_settings, identity, settings.identity_path, settings.home))
+        run(run_router(router_settings, identity, settings.identity_path, settings.home))
     except OSError as exc:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     return 0

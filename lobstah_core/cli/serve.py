@@ -16,6 +16,7 @@ from ..event_log import describe
 from ..http import wait_for_shutdown
 from ..identity_file import load_or_create_identity
 from ..node import Node
+from ..tasks import run
 from .common import CliError, add_command, finite_positive, first_line
 from .node_flags import add_node_flags, node_settings, node_warnings
 
@@ -36,7 +37,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.demo:
         try:
             with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(run_demo(args.seconds, sys.stdout, args.router_port or 0))
+                run(run_demo(args.seconds, sys.stdout, args.router_port or 0))
         except OSError as exc:
             raise CliError(f"cannot listen on port {args.router_port}: {exc.strerror or exc}") from None
         return 0
@@ -49,7 +50,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     identity = load_or_create_identity(settings.identity_path)
     node = Node(settings_of_node, identity, settings.identity_path, settings.home)
     try:
-        asyncio.run(_serve(node, args))
+        run(_serve(node, args))
     except OSError as exc:
         raise CliError(f"cannot listen: {exc.strerror or exc}") from None
     except ValueError as exc:

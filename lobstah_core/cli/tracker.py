@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import Any
 
 from ..config import DEFAULT_HOST, TRACKER_PORT, Settings
 from ..tracker.run import run_tracker
+from ..tasks import run
 from .common import CliError, add_command
 
 
@@ -25,7 +25,7 @@ def cmd_tracker_start(args: argparse.Namespace, settings: Settings) -> int:
     if not 0 <= args.port <= 65535:
         raise CliError(f"port must be 0-65535, not {args.port}")
     try:
-        asyncio.run(run_tracker(args.host, args.port, check_reachability=args.check_reachability))
+        run(run_tracker(args.host, args.port, check_reachability=args.check_reachability))
     except OSError as exc:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     return 0

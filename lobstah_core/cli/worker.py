@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import Any
 
@@ -13,6 +12,7 @@ from ..config import Settings, WorkerSettings
 from ..discovery.reach import bind_warning
 from ..engines import ENGINE_NAMES, build_engine
 from ..identity_file import load_or_create_identity
+from ..tasks import run
 from ..worker.run import run_worker
 from .advertise import add_advertise_flags, advertise_settings
 from .common import CliError, add_command, add_timeout_flags, finite_non_negative, first_line, timeouts_from
@@ -86,7 +86,7 @@ def cmd_worker_start(args: argparse.Namespace, settings: Settings) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     identity = load_or_create_identity(settings.identity_path)
     try:
-        asyncio.run(run_worker(worker_settings, identity, settings.identity_path, engine, settings.home, advertise=advertise))
+        run(run_worker(worker_settings, identity, settings.identity_path, engine, settings.home, advertise=advertise))
     except OSError as exc:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     return 0
