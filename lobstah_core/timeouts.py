@@ -57,13 +57,18 @@ class Timeouts:
     def client_timeout(self) -> aiohttp.ClientTimeout:
         """aiohttp's part: connect and total. aiohttp has one read limit for the status line
         and the body alike, so the first-byte and idle limits are kept by the reader
-        (:func:`first_byte` and :func:`idle_chunks`) instead."""
-        # Imported here: what only reads these limits (the ledger's verifier processes import
-        # this module through ``config``) need not import aiohttp: it was half of the
-        # instructions a verifier process spent starting (callgrind: 1.82 G, 0.97 G without).
-        import aiohttp
+        (:func:`first_byte` and :func:`idle_chunks`) instead. Made once per ``Timeouts``
+        (the router asks for it on every call)."""
+        made = self.__dict__.get("_client_timeout")
+        if made is None:
+            # Imported here: what only reads these limits (the ledger's verifier processes
+            # import this module through ``config``) need not import aiohttp: it was half of
+            # the instructions a verifier process spent starting (callgrind: 1.82 G, 0.97 G).
+            import aiohttp
 
-        return aiohttp.ClientTimeout(total=self.total_s, sock_connect=self.connect_s, sock_read=None)
+            made = aiohttp.ClientTimeout(total=self.total_s, sock_connect=self.connect_s, sock_read=None)
+            object.__setattr__(self, "_client_timeout", made)  # frozen: a cache, not a field
+        return made
 
 
 class PhaseTimeout(asyncio.TimeoutError):

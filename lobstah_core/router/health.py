@@ -12,14 +12,13 @@ path probes a peer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..events import EventBus, PeerExcluded, PeerFailed, PeerReadmitted
 from ..protocol.schemas import Capacity
 
-__all__ = ["PeerHealth", "HealthBook", "FAILURES_TO_EXCLUDE", "EXCLUSION_MS"]
+__all__ = ["PeerHealth", "HealthBook", "InFlight", "FAILURES_TO_EXCLUDE", "EXCLUSION_MS"]
 
 FAILURES_TO_EXCLUDE = 2
 EXCLUSION_MS = 30_000
@@ -75,15 +74,9 @@ class HealthBook:
             health = self.peers[pubkey] = PeerHealth()
         return health
 
-    @contextmanager
-    def attempt(self, pubkey: str) -> Iterator[PeerHealth]:
+    def attempt(self, pubkey: str) -> InFlight:
         """Count one call to the peer as in flight for the duration of the ``with`` block."""
-        health = self.of(pubkey)
-        health.in_flight += 1
-        try:
-            yield health
-        finally:
-            health.in_flight -= 1
+        return InFlight(self.of(pubkey))
 
     def responded(self, pubkey: str) -> None:
         """The peer answered properly (e.g. refused a bad request): it is alive, so its run
@@ -122,3 +115,21 @@ class HealthBook:
         if health.announced_exclusion:
             health.announced_exclusion = False
             self._bus.publish(PeerReadmitted(self._clock_ms(), pubkey))
+
+
+class InFlight:
+    """``with InFlight(health)``: one call counted in ``health.in_flight`` for the block, however
+    it ends (an error, a cancellation). A class, not a generator-based context manager: it
+    is on every request's path."""
+
+    __slots__ = ("_health",)
+
+    def __init__(self, health: PeerHealth) -> None:
+        self._health = health
+
+    def __enter__(self) -> PeerHealth:
+        self._health.in_flight += 1
+        return self._health
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._health.in_flight -= 1

@@ -25,11 +25,17 @@ class PeerUrlGuard:
         self.policy = policy or UrlPolicy()
         self._resolve = resolve
 
+    @staticmethod
+    def needs_check(peer: Peer) -> bool:
+        """Whether ``peer`` was discovered (its URL is checked at each call); peers added by
+        hand and the node's own worker are trusted as written."""
+        return peer.source in ("tracker", "nostr")
+
     async def check(self, peer: Peer) -> None:
         """Return if ``peer`` may be called now.
 
         Raises:
             UnsafeUrl: a discovered peer whose URL or resolved addresses are refused.
         """
-        if peer.source in ("tracker", "nostr"):  # discovered; manual and self are trusted
+        if self.needs_check(peer):
             check_peer_url(peer.url, await self._resolve(peer_url_host(peer.url)), self.policy)
