@@ -1,4 +1,5 @@
-"""The event bus: subscribers may fall behind and lose the oldest events; taps see every one."""
+"""The event bus: subscribers may fall behind and lose the oldest events; taps see every one.
+And the plain tallies /metrics counts them in."""
 
 from __future__ import annotations
 
@@ -6,8 +7,13 @@ import asyncio
 import logging
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from lobstah_core.events import EventBus, ReceiptAccepted
+from lobstah_core.metrics import LATENCY_BUCKETS_S, LatencyTally, Tally
 from lobstah_core.router.metrics import RouterMetrics
 
 NOW = 1_795_000_000_000
@@ -46,3 +52,30 @@ async def test_a_failing_tap_costs_neither_the_publisher_nor_the_subscribers(cap
     assert "event tap" in caplog.text
     bus.publish(accepted(2))  # taps closed: nobody is called any more
     assert seen == [accepted(1)]
+
+
+@settings(max_examples=50)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b:latest"]), st.floats(0, 400) | st.sampled_from(LATENCY_BUCKETS_S)), max_size=40))
+def test_tallies_expose_what_prometheus_clients_own_metrics_would(observations: list[tuple[str, float]]) -> None:
+    # /metrics keeps its hot counters and histograms as plain numbers; a scrape must read them
+    # exactly as prometheus_client's Counter and Histogram would (bucket edges included).
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    tally, latency = Tally(ours, "calls", "c", ["model"]), LatencyTally(ours, "took_seconds", "t", "model")
+    counter = Counter("calls", "c", ["model"], registry=theirs)
+    histogram = Histogram("took_seconds", "t", ["model"], buckets=LATENCY_BUCKETS_S, registry=theirs)
+    for model, seconds in observations:
+        tally.inc((model,))
+        latency.observe(model, seconds)
+        counter.labels(model).inc()
+        histogram.labels(model).observe(seconds)
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = generate_latest(registry).decode()
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if not s.name.endswith("_created")
+        }
+
+    assert samples(ours) == pytest.approx(samples(theirs))

@@ -35,12 +35,11 @@ every scrape) without bound.
 
 from __future__ import annotations
 
-from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ..events import Event, PeerExcluded, PeerFailed, ReceiptAccepted, ReceiptRejected
-from ..metrics import LATENCY_BUCKETS_S, BalanceGauge
+from ..metrics import BalanceGauge, LatencyTally, Tally
 from ..protocol.schemas import SelfBalance
 from .directory import PeerDirectory
 from .dispatch import CallRecord
@@ -62,15 +61,14 @@ class RouterMetrics:
 
     def __init__(self) -> None:
         self.registry = registry = CollectorRegistry()
-        self.requests = Counter("lobstah_router_requests", "Calls through the router, by model, answering peer and outcome",
-                                ["model", "peer", "outcome"], registry=registry)
-        self.first_byte = Histogram("lobstah_router_first_byte_seconds", "Seconds to the chosen peer's first byte",
-                                    ["model"], buckets=LATENCY_BUCKETS_S, registry=registry)
-        self.duration = Histogram("lobstah_router_request_duration_seconds", "Seconds a call took in all",
-                                  ["model"], buckets=LATENCY_BUCKETS_S, registry=registry)
-        self.input_tokens = Counter("lobstah_router_input_tokens", "Input tokens of receipts accepted", ["model"], registry=registry)
-        self.output_tokens = Counter("lobstah_router_output_tokens", "Output tokens of receipts accepted", ["model"], registry=registry)
-        self.accepted = Counter("lobstah_router_receipts_accepted", "Receipts verified and ledgered", ["peer"], registry=registry)
+        # Moved on every request: plain tallies written out at scrape (lobstah_core/metrics.py).
+        self.requests = Tally(registry, "lobstah_router_requests", "Calls through the router, by model, answering peer and outcome",
+                              ["model", "peer", "outcome"])
+        self.first_byte = LatencyTally(registry, "lobstah_router_first_byte_seconds", "Seconds to the chosen peer's first byte", "model")
+        self.duration = LatencyTally(registry, "lobstah_router_request_duration_seconds", "Seconds a call took in all", "model")
+        self.input_tokens = Tally(registry, "lobstah_router_input_tokens", "Input tokens of receipts accepted", ["model"])
+        self.output_tokens = Tally(registry, "lobstah_router_output_tokens", "Output tokens of receipts accepted", ["model"])
+        self.accepted = Tally(registry, "lobstah_router_receipts_accepted", "Receipts verified and ledgered", ["peer"])
         self.rejected = Counter("lobstah_router_receipts_rejected", "Receipts refused, by reason", ["reason"], registry=registry)
         self.failures = Counter("lobstah_router_peer_failures", "Failed calls and probes, by peer", ["peer"], registry=registry)
         self.exclusions = Counter("lobstah_router_peer_exclusions", "Times a peer was excluded", ["peer"], registry=registry)
@@ -81,8 +79,6 @@ class RouterMetrics:
         #: Where peers' names come from, for labels (set once the router has its peers).
         self.directory: PeerDirectory | None = None
         self._unserved: set[str] = set()
-        #: Label children by (metric, label values): see :meth:`_child`.
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def observe_call(self, record: CallRecord) -> None:
         """The dispatch core's ``on_call``."""
@@ -92,17 +88,17 @@ class RouterMetrics:
                 self._unserved.add(model)
             else:
                 model = "(other)"
-        self._child(self.requests, model, record.peer, record.outcome).inc()
-        self._child(self.duration, model).observe(record.total_s)
+        self.requests.inc((model, record.peer, record.outcome))
+        self.duration.observe(model, record.total_s)
         if record.first_byte_s is not None:
-            self._child(self.first_byte, model).observe(record.first_byte_s)
+            self.first_byte.observe(model, record.first_byte_s)
 
     def record(self, event: Event) -> None:
         """Count one event of the bus."""
         if isinstance(event, ReceiptAccepted):
-            self._child(self.accepted, self._name(event.peer)).inc()
-            self._child(self.input_tokens, event.model).inc(event.input_tokens)
-            self._child(self.output_tokens, event.model).inc(event.output_tokens)
+            self.accepted.inc((self._name(event.peer),))
+            self.input_tokens.inc((event.model,), event.input_tokens)
+            self.output_tokens.inc((event.model,), event.output_tokens)
         elif isinstance(event, ReceiptRejected):
             self.rejected.labels(event.reason).inc()
         elif isinstance(event, PeerFailed):
@@ -124,16 +120,6 @@ class RouterMetrics:
         for state, count in states.items():
             self.peers.labels(state).set(count)
         self.balance.set(balance)
-
-    def _child(self, metric: Any, *values: str) -> Any:
-        """``metric.labels(*values)``, kept: ``labels()`` takes a lock and builds a key on every
-        call, and the request path calls it several times per request. Only for metrics never
-        cleared (counters, histograms)."""
-        key = (id(metric), values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*values)
-        return child
 
     def _name(self, pubkey: str) -> str:
         peer = self.directory.peers.get(pubkey) if self.directory is not None else None

@@ -22,10 +22,10 @@ import time
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Gauge
 
 from ..events import Event, ReceiptIssued
-from ..metrics import LATENCY_BUCKETS_S, BalanceGauge
+from ..metrics import BalanceGauge, LatencyTally, Tally
 from ..protocol.schemas import SelfBalance
 
 __all__ = ["WorkerMetrics"]
@@ -36,12 +36,12 @@ class WorkerMetrics:
 
     def __init__(self) -> None:
         self.registry = registry = CollectorRegistry()
-        self.requests = Counter("lobstah_worker_requests", "Requests by route and status", ["route", "status"], registry=registry)
-        self.duration = Histogram("lobstah_worker_request_duration_seconds", "Seconds a request took in all",
-                                  ["route"], buckets=LATENCY_BUCKETS_S, registry=registry)
-        self.issued = Counter("lobstah_worker_receipts_issued", "Receipts signed for work done", ["model"], registry=registry)
-        self.input_tokens = Counter("lobstah_worker_input_tokens", "Input tokens of receipts issued", ["model"], registry=registry)
-        self.output_tokens = Counter("lobstah_worker_output_tokens", "Output tokens of receipts issued", ["model"], registry=registry)
+        # Moved on every request: plain tallies written out at scrape (lobstah_core/metrics.py).
+        self.requests = Tally(registry, "lobstah_worker_requests", "Requests by route and status", ["route", "status"])
+        self.duration = LatencyTally(registry, "lobstah_worker_request_duration_seconds", "Seconds a request took in all", "route")
+        self.issued = Tally(registry, "lobstah_worker_receipts_issued", "Receipts signed for work done", ["model"])
+        self.input_tokens = Tally(registry, "lobstah_worker_input_tokens", "Input tokens of receipts issued", ["model"])
+        self.output_tokens = Tally(registry, "lobstah_worker_output_tokens", "Output tokens of receipts issued", ["model"])
         self.queue_depth = Gauge("lobstah_worker_queue_depth", "Engine calls running plus waiting", registry=registry)
         self.balance = BalanceGauge(registry)
 
@@ -56,15 +56,15 @@ class WorkerMetrics:
             status = str(response.status)
             return response
         finally:
-            self.requests.labels(route, status).inc()
-            self.duration.labels(route).observe(time.perf_counter() - started)
+            self.requests.inc((route, status))
+            self.duration.observe(route, time.perf_counter() - started)
 
     def record(self, event: Event) -> None:
         """Count one event of the bus."""
         if isinstance(event, ReceiptIssued):
-            self.issued.labels(event.model).inc()
-            self.input_tokens.labels(event.model).inc(event.input_tokens)
-            self.output_tokens.labels(event.model).inc(event.output_tokens)
+            self.issued.inc((event.model,))
+            self.input_tokens.inc((event.model,), event.input_tokens)
+            self.output_tokens.inc((event.model,), event.output_tokens)
 
     def read_state(self, queue_depth: int, balance: SelfBalance) -> None:
         """Set the gauges (at each scrape)."""
