@@ -106,6 +106,13 @@ async def _relay_stream(
             rest = relay.finish()
             if rest:
                 await response.write(rest)
+        except asyncio.CancelledError:
+            # The client hung up. The openai SDK does so on reading [DONE], which a worker
+            # writes after the receipt but before its body ends: a receipt in hand is owed all
+            # the same (reconciliation would fetch it later), so it is taken now.
+            if relay.receipt is not None:
+                settlement.settle(relay.receipt, stream.peer.pubkey, _usage_in(relay.usage_event))
+            raise
         finally:
             await beat.stop()
         _require_an_event(dispatcher, stream, relay)
