@@ -9,11 +9,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiohttp import web
+from aiohttp.client_exceptions import ClientConnectionResetError
 
 from lobstah_core.http import RunningServer
 from lobstah_core.ledger import Ledger
 from lobstah_core.protocol import Identity
 
+from ..conftest import WORKER as WORKER_ID
 from ..conftest import StartWorker, ledgered
 from .conftest import ROUTER_ID, StartRouter, add_peer
 from .rogue_worker import create_rogue_app
@@ -123,3 +126,30 @@ async def test_a_client_that_leaves_after_done_still_leaves_the_receipt_ledgered
                     break  # and hang up, as the SDK does
     receipts = await ledgered(router_home, 1)
     assert [r.receipt.worker_pubkey for r in receipts] == [ROGUE.pubkey]
+
+
+async def test_a_client_gone_by_the_end_of_the_body_still_leaves_the_receipt_ledgered(
+    start_worker: StartWorker, start_router: StartRouter, router_home: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The other moment a client that hangs up on ``[DONE]`` can meet: the worker's body has
+    ended and the router writes the end of its own to a closing connection. That used to raise
+    past the receipt (never ledgered) and log a traceback."""
+    add_peer(router_home, await start_worker(home=tmp_path / "w"), WORKER_ID.pubkey)
+    router = await start_router()
+    router_port = int(router.url.rsplit(":", 1)[1])
+    write_eof = web.StreamResponse.write_eof
+
+    async def closing_transport(self: web.StreamResponse, data: bytes = b"") -> None:
+        if self.content_type == "text/event-stream" and self._req is not None and self._req.url.port == router_port:
+            raise ClientConnectionResetError("Cannot write to closing transport")
+        await write_eof(self, data)
+
+    monkeypatch.setattr(web.StreamResponse, "write_eof", closing_transport)
+    async with httpx.AsyncClient(base_url=router.url, timeout=10) as http:
+        async with http.stream("POST", "/v1/chat/completions", json={**CHAT, "model": "demo-fast", "stream": True}) as response:
+            async for line in response.aiter_lines():
+                if line == "data: [DONE]":
+                    break
+    assert len(await ledgered(router_home, 1)) == 1
+    assert "Error handling request" not in caplog.text
