@@ -219,8 +219,7 @@ async def run_demo(seconds: float | None, out: TextIO, router_port: int = 0) -> 
                   """-d '{"model":"demo-fast","messages":[{"role":"user","content":"hi"}]}'""", file=out)
             traffic = asyncio.create_task(grid.traffic())
             printer = asyncio.create_task(_print_events(grid, events, out))
-            stop = asyncio.create_task(asyncio.sleep(seconds) if seconds else wait_for_shutdown())
-            await stop
+            await wait_for_shutdown(seconds or None)
             traffic.cancel()
             await asyncio.sleep(0.5)
             printer.cancel()

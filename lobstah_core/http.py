@@ -15,6 +15,7 @@ JSON error shape too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -378,14 +379,16 @@ async def start_site(
     return host, bound_port
 
 
-async def wait_for_shutdown() -> None:
-    """Return on the first SIGINT or SIGTERM."""
+async def wait_for_shutdown(limit_s: float | None = None) -> None:
+    """Return on the first SIGINT or SIGTERM, or once ``limit_s`` seconds have passed (if
+    given): a run with a time limit still stops cleanly on a signal."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), limit_s)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -15,6 +15,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -289,7 +290,9 @@ class Ledger:
         # A bulk import. Verification (JSON parse, schema, Ed25519) is CPU-bound Python, so it
         # runs in worker processes, a few batches ahead, while this process inserts.
         pending: deque[tuple[list[Any], Future[list[_Outcome]]]] = deque()
-        with ProcessPoolExecutor(_VERIFIERS, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(
+            _VERIFIERS, mp_context=get_context("spawn"), initializer=_watch_importer, initargs=(os.getpid(),)
+        ) as pool:
             for batch in batches:
                 pending.append((batch, pool.submit(_verified_rows, [item for _, item in batch])))
                 if len(pending) > 2 * _VERIFIERS:
@@ -473,6 +476,22 @@ class _Transaction:
             self._db.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
             self._lock.release()
+
+
+def _watch_importer(importer_pid: int) -> None:
+    """In a verifier process: exit once the importing process is gone.
+
+    An importer killed outright (``kill``, the OOM killer) tells its verifiers nothing, and each
+    holds both ends of the pool's queues, so none ever sees them close: they would sleep on for
+    good. A thread here checks the parent once a second instead.
+    """
+    threading.Thread(target=_exit_when_orphaned, args=(importer_pid,), name="importer-watch", daemon=True).start()
+
+
+def _exit_when_orphaned(importer_pid: int) -> None:
+    while os.getppid() == importer_pid:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _verified_rows(items: list[str | dict[str, Any]]) -> list[_Outcome]:

@@ -75,8 +75,7 @@ async def _serve(node: Node, args: argparse.Namespace) -> None:
             print(f"  advertise  {'on' if snap.advertise[0] else 'off'}: {snap.advertise[1]}")
             print(f"  sync       {'on' if snap.sync[0] else 'off'}: {snap.sync[1]}", flush=True)
             printer = asyncio.create_task(_log(events))
-            stop = asyncio.sleep(args.seconds) if args.seconds else wait_for_shutdown()
-            await stop
+            await wait_for_shutdown(args.seconds)
             printer.cancel()
             print("shutting down", flush=True)
         finally:

@@ -82,9 +82,9 @@ def create_app(
             interval=settings.capacity_interval, probe_timeout=settings.probe_timeout,
         )
         directory.reload()
+        metrics.directory = directory  # before the first probes: their failures count by name
         await directory.refresh()
         desk = ReceiptDesk(identity.pubkey, ledger, events, clock_ms)
-        metrics.directory = directory
         url_policy = UrlPolicy.from_env(os.environ)
         reconciler = Reconciler(identity, directory, peer_transport, desk, ledger, events, clock_ms,
                                 url_guard=PeerUrlGuard(url_policy), interval=settings.reconcile_interval)

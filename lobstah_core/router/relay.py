@@ -106,13 +106,28 @@ async def _relay_stream(
             rest = relay.finish()
             if rest:
                 await response.write(rest)
+        except asyncio.CancelledError:
+            # The client hung up. The openai SDK does so on reading [DONE], which a worker
+            # writes after the receipt but before its body ends: a receipt in hand is owed all
+            # the same (reconciliation would fetch it later), so it is taken now.
+            if relay.receipt is not None:
+                settlement.settle(relay.receipt, stream.peer.pubkey, _usage_in(relay.usage_event))
+            raise
         finally:
             await beat.stop()
         _require_an_event(dispatcher, stream, relay)
         peer = stream.peer
-    await response.write_eof()
+    await _end_body(response)
     settlement.settle(relay.receipt, peer.pubkey, _usage_in(relay.usage_event))
     return response
+
+
+async def _end_body(response: web.StreamResponse) -> None:
+    """End a relayed stream's body. A client may have hung up once it read the end of the
+    answer (the openai SDK does on ``[DONE]``): nobody is left to tell, and the receipt after
+    this is owed all the same."""
+    with contextlib.suppress(ConnectionResetError):
+        await response.write_eof()
 
 
 class EventSink(Protocol):
@@ -153,7 +168,7 @@ async def relay_events(
     except PeerFailedMidStream as failed:
         settlement.missing(failed.peer)
         raise
-    await response.write_eof()
+    await _end_body(response)
     settlement.settle(relay.receipt, peer.pubkey, _usage_in(relay.usage_event))
     return response
 

@@ -76,3 +76,37 @@ def test_serve_demo_listens_on_the_router_port_given(home: Path) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=20)
+
+
+def test_a_serve_with_a_time_limit_still_stops_cleanly_on_sigterm(home: Path) -> None:
+    """``--seconds`` used to replace the signal handlers: SIGTERM (systemd's stop) then killed
+    the node outright, without stopping its servers or flushing its receipts."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lobstah_core", "serve", "--engine", "demo", "--router-port", str(free_port()),
+         "--worker-port", str(free_port()), "--seconds", "600"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "LOBSTAH_HOME": str(home)},
+    )
+    try:
+        assert process.stdout is not None
+        banner = "".join(process.stdout.readline() for _ in range(5))
+        assert "sync       off" in banner
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=20)
+    assert process.returncode == 0 and "Traceback" not in err, err
+    assert out.rstrip().endswith("shutting down")
+
+
+def test_the_demo_with_a_time_limit_still_stops_cleanly_on_sigterm() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lobstah_core", "serve", "--demo", "--seconds", "600"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert "lobstah demo grid" in process.stdout.readline()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=20)
+    assert process.returncode == 0 and "Traceback" not in err, err
+    assert "router balance:" in out

@@ -4,6 +4,11 @@ import io
 import json
 import math
 import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -242,3 +247,62 @@ def test_a_lone_surrogate_is_ledgered_beside_good_lines_and_exported_intact(ledg
     with Ledger(tmp_path / "copy.sqlite3") as copy:
         assert copy.import_jsonl(out.getvalue().splitlines()).added == 3
         assert copy.summary(ROUTER.pubkey) == ledger.summary(ROUTER.pubkey)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux's /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # it ended while we looked
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _verifiers(pid: int) -> list[int]:
+    """``pid``'s verifier processes (spawned interpreters running ``spawn_main``)."""
+    found = []
+    for child in _children(pid):
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from Linux's /proc")
+def test_verifiers_do_not_outlive_an_import_that_is_killed(tmp_path: Path) -> None:
+    """``kill`` (SIGTERM) or the OOM killer stops ``ledger import`` without a word to its
+    verifier processes: they used to live on for good, asleep on a queue nobody reads."""
+    importer = subprocess.Popen(
+        [sys.executable, "-m", "lobstah_core", "ledger", "import", "-"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "LOBSTAH_HOME": str(tmp_path / "home")},
+    )
+    verifiers: list[int] = []
+    try:
+        # Two batches of lines start the verifiers; stdin stays open, so the import waits on.
+        importer.stdin.write(b"not a receipt\n" * 20_001)
+        importer.stdin.flush()
+        deadline = time.monotonic() + 60
+        while len(verifiers) < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            verifiers = _verifiers(importer.pid)
+        assert verifiers, "the import started no verifier processes"
+        importer.send_signal(signal.SIGKILL)
+        importer.wait()
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() for pid in verifiers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in verifiers if Path(f"/proc/{pid}").exists()]
+    finally:
+        importer.kill()
+        importer.wait()
+        for pid in verifiers:
+            if Path(f"/proc/{pid}").exists():
+                os.kill(pid, signal.SIGKILL)

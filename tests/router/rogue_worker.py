@@ -15,9 +15,12 @@ from typing import Any
 from aiohttp import web
 
 from lobstah_core.protocol import Identity, encode_receipt_header, new_nonce, sign_receipt
+from lobstah_core.protocol.receipts import RECEIPT_COMMENT
 
 #: Seconds the slow_first_event worker takes to its first event.
 SLOW_FIRST_EVENT_S = 3.0
+#: Seconds the slow_end worker keeps its stream open after ``[DONE]``.
+SLOW_END_S = 3.0
 BEHAVIOUR = web.AppKey("behaviour", str)
 STATE = web.AppKey("state", dict)
 COMPLETION = {
@@ -28,8 +31,9 @@ COMPLETION = {
 
 
 def create_rogue_app(identity: Identity, behaviour: str) -> web.Application:
-    """``behaviour``: die_mid_stream, slow_first_event (2xx at once, an event 3 s later), forged,
-    inflated, replayed, stale, misaddressed, wrong_worker, none."""
+    """``behaviour``: die_mid_stream, slow_first_event (2xx at once, an event 3 s later),
+    slow_end (a whole stream, receipt and ``[DONE]`` included, then 3 s before the end of the
+    body), forged, inflated, replayed, stale, misaddressed, wrong_worker, none."""
     app = web.Application()
     app[BEHAVIOUR] = behaviour
     app[STATE] = {"identity": identity, "last": None}
@@ -63,6 +67,18 @@ async def chat(request: web.Request) -> web.StreamResponse:
         chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "demo-fast",
                  "choices": [{"index": 0, "delta": {"content": "late"}, "finish_reason": "stop"}]}
         await response.write(f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode())
+        await response.write_eof()
+        return response
+    if behaviour == "slow_end":
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "demo-fast",
+                 "choices": [{"index": 0, "delta": {"content": "trust me"}, "finish_reason": "stop"}]}
+        usage = {**chunk, "choices": [], "usage": COMPLETION["usage"]}
+        receipt = _receipt(behaviour, state, request.headers.get("x-lobstah-requester", "anonymous"))
+        await response.write(f"data: {json.dumps(chunk)}\n\ndata: {json.dumps(usage)}\n\n"
+                             f"{RECEIPT_COMMENT}{receipt}\n\ndata: [DONE]\n\n".encode())
+        await asyncio.sleep(SLOW_END_S)
         await response.write_eof()
         return response
     headers = {}

@@ -12,8 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from lobstah_core.http import RunningServer
 from lobstah_core.protocol import Identity
 from lobstah_core.router.metrics import UNSERVED_MODEL_LABELS
+from lobstah_core.router.peers import Peer, PeerStore
 
-from ..conftest import StartWorker, ledgered
+from ..conftest import StartWorker, free_port, ledgered
 from .conftest import StartRouter, add_peer
 from .rogue_worker import create_rogue_app
 
@@ -136,3 +137,18 @@ async def test_a_long_or_unprintable_unserved_name_gets_no_label_of_its_own(
         if name == "lobstah_router_requests_total" and dict(labels)["outcome"] == "no_model"
     }
     assert unserved == {"(other)": 2, "junk-short": 1}
+
+
+async def test_a_peer_down_when_the_router_starts_is_counted_under_its_name(
+    start_router: StartRouter, router_home: Path
+) -> None:
+    """The router probes its peers before it serves; a failure then used to be counted under
+    the peer's key (the counter did not know the names yet) and every later one under its
+    name: one peer, two series."""
+    PeerStore(router_home / "peers.json").add(Peer(pubkey=WORKER.pubkey, url=f"http://127.0.0.1:{free_port()}", label="garage"))
+    router = await start_router()
+    failures = {
+        dict(labels)["peer"]: value for (name, labels), value in (await scrape(router.url)).items()
+        if name == "lobstah_router_peer_failures_total"
+    }
+    assert failures == {"garage": 1}

@@ -9,12 +9,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiohttp import web
+from aiohttp.client_exceptions import ClientConnectionResetError
 
 from lobstah_core.http import RunningServer
 from lobstah_core.ledger import Ledger
 from lobstah_core.protocol import Identity
 
-from ..conftest import StartWorker
+from ..conftest import WORKER as WORKER_ID
+from ..conftest import StartWorker, ledgered
 from .conftest import ROUTER_ID, StartRouter, add_peer
 from .rogue_worker import create_rogue_app
 
@@ -104,3 +107,49 @@ async def test_a_node_calling_its_own_worker_is_not_a_replay(start_worker: Start
         assert (await http.post("/v1/chat/completions", json=CHAT)).status_code == 200
     events = await asyncio.wait_for(listener, 5)
     assert [e["kind"] for e in events] == ["receipt.accepted"]
+
+
+@pytest.mark.parametrize("rogue", ["slow_end"], indirect=True)
+async def test_a_client_that_leaves_after_done_still_leaves_the_receipt_ledgered(
+    rogue: RunningServer, start_router: StartRouter, router_home: Path
+) -> None:
+    """The openai SDK hangs up as soon as it reads ``[DONE]``. A worker's stream carries the
+    receipt before ``[DONE]`` but ends its body a moment later; the router, still waiting for
+    that end, was cancelled with the receipt in hand: never ledgered (until a reconciliation
+    pass, if the worker serves one) and the call counted as cancelled."""
+    add_peer(router_home, rogue, ROGUE.pubkey, label="rogue")
+    router = await start_router()
+    async with httpx.AsyncClient(base_url=router.url, timeout=10) as http:
+        async with http.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as response:
+            async for line in response.aiter_lines():
+                if line == "data: [DONE]":
+                    break  # and hang up, as the SDK does
+    receipts = await ledgered(router_home, 1)
+    assert [r.receipt.worker_pubkey for r in receipts] == [ROGUE.pubkey]
+
+
+async def test_a_client_gone_by_the_end_of_the_body_still_leaves_the_receipt_ledgered(
+    start_worker: StartWorker, start_router: StartRouter, router_home: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The other moment a client that hangs up on ``[DONE]`` can meet: the worker's body has
+    ended and the router writes the end of its own to a closing connection. That used to raise
+    past the receipt (never ledgered) and log a traceback."""
+    add_peer(router_home, await start_worker(home=tmp_path / "w"), WORKER_ID.pubkey)
+    router = await start_router()
+    router_port = int(router.url.rsplit(":", 1)[1])
+    write_eof = web.StreamResponse.write_eof
+
+    async def closing_transport(self: web.StreamResponse, data: bytes = b"") -> None:
+        if self.content_type == "text/event-stream" and self._req is not None and self._req.url.port == router_port:
+            raise ClientConnectionResetError("Cannot write to closing transport")
+        await write_eof(self, data)
+
+    monkeypatch.setattr(web.StreamResponse, "write_eof", closing_transport)
+    async with httpx.AsyncClient(base_url=router.url, timeout=10) as http:
+        async with http.stream("POST", "/v1/chat/completions", json={**CHAT, "model": "demo-fast", "stream": True}) as response:
+            async for line in response.aiter_lines():
+                if line == "data: [DONE]":
+                    break
+    assert len(await ledgered(router_home, 1)) == 1
+    assert "Error handling request" not in caplog.text
