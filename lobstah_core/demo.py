@@ -29,7 +29,7 @@ from .engines import WorkerEngine, build_engine
 from .engines.demo import DemoEngine
 from .event_log import describe
 from .events import Event
-from .http import RunningServer, wait_for_shutdown
+from .http import RunningServer, ShutdownSignals
 from .identity_file import load_or_create_identity
 from .node import EngineSettings, Node, NodeSettings
 from .protocol.identity import Identity
@@ -212,20 +212,21 @@ async def run_demo(seconds: float | None, out: TextIO, router_port: int = 0) -> 
     with tempfile.TemporaryDirectory(prefix="lobstah-demo-") as scratch:
         grid = DemoGrid(Path(scratch), router_port=router_port)
         async with grid.bus.subscribe() as events:
-            router = await grid.start()
-            print(f"lobstah demo grid: router {router.url}/v1 over {len(grid.workers)} demo workers "
-                  f"({', '.join(w.label for w in grid.workers)}); Ctrl-C to stop", file=out)
-            print(f"  try: curl {router.url}/v1/chat/completions -H 'content-type: application/json' "
-                  """-d '{"model":"demo-fast","messages":[{"role":"user","content":"hi"}]}'""", file=out)
-            traffic = asyncio.create_task(grid.traffic())
-            printer = asyncio.create_task(_print_events(grid, events, out))
-            await wait_for_shutdown(seconds or None)
-            traffic.cancel()
-            await asyncio.sleep(0.5)
-            printer.cancel()
-            ledger = grid.router_state().ledger
-            balance = await asyncio.to_thread(ledger.balance, grid.router_identity.pubkey)
-            print(f"router balance: spent {balance.spent:,} credits, {balance.available:,} available", file=out)
+            with ShutdownSignals() as signals:
+                router = await grid.start()
+                print(f"lobstah demo grid: router {router.url}/v1 over {len(grid.workers)} demo workers "
+                      f"({', '.join(w.label for w in grid.workers)}); Ctrl-C to stop", file=out)
+                print(f"  try: curl {router.url}/v1/chat/completions -H 'content-type: application/json' "
+                      """-d '{"model":"demo-fast","messages":[{"role":"user","content":"hi"}]}'""", file=out)
+                traffic = asyncio.create_task(grid.traffic())
+                printer = asyncio.create_task(_print_events(grid, events, out))
+                await signals.wait(seconds or None)
+                traffic.cancel()
+                await asyncio.sleep(0.5)
+                printer.cancel()
+                ledger = grid.router_state().ledger
+                balance = await asyncio.to_thread(ledger.balance, grid.router_identity.pubkey)
+                print(f"router balance: spent {balance.spent:,} credits, {balance.available:,} available", file=out)
         await grid.stop()
 
 

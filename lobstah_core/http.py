@@ -49,7 +49,7 @@ __all__ = [
     "start_site",
     "RunningServer",
     "MAX_BODY",
-    "wait_for_shutdown",
+    "ShutdownSignals",
     "serve_until_signal",
     "open_event_stream",
     "sse_error_event",
@@ -379,19 +379,33 @@ async def start_site(
     return host, bound_port
 
 
-async def wait_for_shutdown(limit_s: float | None = None) -> None:
-    """Return on the first SIGINT or SIGTERM, or once ``limit_s`` seconds have passed (if
-    given): a run with a time limit still stops cleanly on a signal."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
+class ShutdownSignals:
+    """``with ShutdownSignals() as signals``: SIGINT and SIGTERM request a clean shutdown for as
+    long as the block runs; ``await signals.wait()`` returns once one has.
+
+    Enter it before the banner says the server is up: whoever reads the banner may signal at
+    once (a supervisor, a test), and a signal that came before the handlers killed the process
+    outright, servers unstopped and receipts unflushed. Must be entered on the running loop.
+    """
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self) -> ShutdownSignals:
+        self._stop = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        for sig in self._SIGNALS:
+            self._loop.add_signal_handler(sig, self._stop.set)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for sig in self._SIGNALS:
+            self._loop.remove_signal_handler(sig)
+
+    async def wait(self, limit_s: float | None = None) -> None:
+        """Return on the first signal (also one that came before this call), or once ``limit_s``
+        seconds have passed, if given: a run with a time limit still stops cleanly on a signal."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), limit_s)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+            await asyncio.wait_for(self._stop.wait(), limit_s)
 
 
 async def serve_until_signal(
@@ -407,19 +421,20 @@ async def serve_until_signal(
     ``after_start`` runs once the server listens (e.g. start advertising it); ``before_stop``
     runs first on shutdown (stop advertising before the server goes away).
     """
-    await server.start()
-    try:
-        if after_start is not None:
-            await after_start()
-        for line in await banner():
-            print(line, file=out)
-        out.flush()
-        await wait_for_shutdown()
-        print("shutting down", file=out)
-        if before_stop is not None:
-            await before_stop()
-    finally:
-        await server.stop()
+    with ShutdownSignals() as signals:
+        await server.start()
+        try:
+            if after_start is not None:
+                await after_start()
+            for line in await banner():
+                print(line, file=out)
+            out.flush()
+            await signals.wait()
+            print("shutting down", file=out)
+            if before_stop is not None:
+                await before_stop()
+        finally:
+            await server.stop()
 
 
 #: Browser origins allowed by default, as Ollama allows them: pages served from this machine.

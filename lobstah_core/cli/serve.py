@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from ..config import Settings
 from ..demo import run_demo
 from ..event_log import describe
-from ..http import wait_for_shutdown
+from ..http import ShutdownSignals
 from ..identity_file import load_or_create_identity
 from ..node import Node
 from ..tasks import run
@@ -60,26 +60,27 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _serve(node: Node, args: argparse.Namespace) -> None:
     async with node.bus.subscribe() as events:
-        await node.start()
-        try:
-            if args.advertise is not None:
-                await node.set_advertise(args.advertise)
-            if args.sync is not None:
-                await node.set_sync(args.sync)
-            snap = await node.snapshot()
-            print(f"lobstah node {snap.pubkey}", flush=True)
-            if snap.router_url:
-                print(f"  router     {snap.router_url}/v1 ({len(snap.peers)} peers)")
-            if snap.worker_url:
-                print(f"  worker     {snap.worker_url} ({node.settings.engine.name})")
-            print(f"  advertise  {'on' if snap.advertise[0] else 'off'}: {snap.advertise[1]}")
-            print(f"  sync       {'on' if snap.sync[0] else 'off'}: {snap.sync[1]}", flush=True)
-            printer = asyncio.create_task(_log(events))
-            await wait_for_shutdown(args.seconds)
-            printer.cancel()
-            print("shutting down", flush=True)
-        finally:
-            await node.stop()
+        with ShutdownSignals() as signals:
+            await node.start()
+            try:
+                if args.advertise is not None:
+                    await node.set_advertise(args.advertise)
+                if args.sync is not None:
+                    await node.set_sync(args.sync)
+                snap = await node.snapshot()
+                print(f"lobstah node {snap.pubkey}", flush=True)
+                if snap.router_url:
+                    print(f"  router     {snap.router_url}/v1 ({len(snap.peers)} peers)")
+                if snap.worker_url:
+                    print(f"  worker     {snap.worker_url} ({node.settings.engine.name})")
+                print(f"  advertise  {'on' if snap.advertise[0] else 'off'}: {snap.advertise[1]}")
+                print(f"  sync       {'on' if snap.sync[0] else 'off'}: {snap.sync[1]}", flush=True)
+                printer = asyncio.create_task(_log(events))
+                await signals.wait(args.seconds)
+                printer.cancel()
+                print("shutting down", flush=True)
+            finally:
+                await node.stop()
 
 
 async def _log(events: asyncio.Queue[Any]) -> None:

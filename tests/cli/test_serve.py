@@ -110,3 +110,21 @@ def test_the_demo_with_a_time_limit_still_stops_cleanly_on_sigterm() -> None:
         out, err = process.communicate(timeout=20)
     assert process.returncode == 0 and "Traceback" not in err, err
     assert "router balance:" in out
+
+
+def test_a_router_signalled_as_soon_as_its_banner_shows_stops_cleanly(home: Path) -> None:
+    # Whoever reads the banner may signal at once; the handlers were installed only after it,
+    # so under load a SIGTERM in between killed the process outright (exit -15).
+    for _ in range(3):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lobstah_core", "router", "start", "--port", str(free_port())],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "LOBSTAH_HOME": str(home)},
+        )
+        try:
+            assert process.stdout is not None
+            assert "listening on" in process.stdout.readline()
+        finally:
+            process.send_signal(signal.SIGTERM)
+            out, err = process.communicate(timeout=20)
+        assert process.returncode == 0 and "Traceback" not in err, err
+        assert "shutting down" in out
