@@ -78,37 +78,37 @@ def test_serve_demo_listens_on_the_router_port_given(home: Path) -> None:
         process.communicate(timeout=20)
 
 
-def test_a_serve_with_a_time_limit_still_stops_cleanly_on_sigterm(home: Path) -> None:
-    """``--seconds`` used to replace the signal handlers: SIGTERM (systemd's stop) then killed
-    the node outright, without stopping its servers or flushing its receipts."""
+def sigterm_after_banner(args: list[str], lines: int, home: Path | None = None) -> tuple[str, str]:
+    """Start ``lobstah-core ARGS``, read ``lines`` lines of its banner, send SIGTERM at once;
+    its banner and output, once it has stopped cleanly (exit 0, no traceback)."""
+    env = {**os.environ, "LOBSTAH_HOME": str(home)} if home is not None else None
     process = subprocess.Popen(
-        [sys.executable, "-m", "lobstah_core", "serve", "--engine", "demo", "--router-port", str(free_port()),
-         "--worker-port", str(free_port()), "--seconds", "600"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "LOBSTAH_HOME": str(home)},
+        [sys.executable, "-m", "lobstah_core", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
     try:
         assert process.stdout is not None
-        banner = "".join(process.stdout.readline() for _ in range(5))
-        assert "sync       off" in banner
+        banner = "".join(process.stdout.readline() for _ in range(lines))
     finally:
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=20)
     assert process.returncode == 0 and "Traceback" not in err, err
+    return banner, out
+
+
+def test_a_serve_with_a_time_limit_still_stops_cleanly_on_sigterm(home: Path) -> None:
+    """``--seconds`` used to replace the signal handlers: SIGTERM (systemd's stop) then killed
+    the node outright, without stopping its servers or flushing its receipts."""
+    banner, out = sigterm_after_banner(
+        ["serve", "--engine", "demo", "--router-port", str(free_port()), "--worker-port", str(free_port()), "--seconds", "600"],
+        5, home,
+    )
+    assert "sync       off" in banner
     assert out.rstrip().endswith("shutting down")
 
 
 def test_the_demo_with_a_time_limit_still_stops_cleanly_on_sigterm() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lobstah_core", "serve", "--demo", "--seconds", "600"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        assert process.stdout is not None
-        assert "lobstah demo grid" in process.stdout.readline()
-    finally:
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=20)
-    assert process.returncode == 0 and "Traceback" not in err, err
+    banner, out = sigterm_after_banner(["serve", "--demo", "--seconds", "600"], 1)
+    assert "lobstah demo grid" in banner
     assert "router balance:" in out
 
 
@@ -116,15 +116,6 @@ def test_a_router_signalled_as_soon_as_its_banner_shows_stops_cleanly(home: Path
     # Whoever reads the banner may signal at once; the handlers were installed only after it,
     # so under load a SIGTERM in between killed the process outright (exit -15).
     for _ in range(3):
-        process = subprocess.Popen(
-            [sys.executable, "-m", "lobstah_core", "router", "start", "--port", str(free_port())],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "LOBSTAH_HOME": str(home)},
-        )
-        try:
-            assert process.stdout is not None
-            assert "listening on" in process.stdout.readline()
-        finally:
-            process.send_signal(signal.SIGTERM)
-            out, err = process.communicate(timeout=20)
-        assert process.returncode == 0 and "Traceback" not in err, err
+        banner, out = sigterm_after_banner(["router", "start", "--port", str(free_port())], 1, home)
+        assert "listening on" in banner
         assert "shutting down" in out
