@@ -56,6 +56,11 @@ class Settlement:
         """:meth:`settle` a whole answer's receipt header, checked against its ``usage``."""
         self.settle(answer.headers.get(RECEIPT_HEADER), answer.peer.pubkey, _usage_in(answer.body))
 
+    def settle_relayed(self, relay: SseRelay, peer: str) -> None:
+        """:meth:`settle` the receipt comment a relayed stream from ``peer`` carried, checked
+        against the usage its events reported."""
+        self.settle(relay.receipt, peer, _usage_in(relay.usage_event))
+
     def missing(self, peer: str) -> None:
         """An answer from ``peer`` ended without its receipt: pull it from the peer soon."""
         if self.reconciler is not None:
@@ -111,14 +116,14 @@ async def _relay_stream(
             # writes after the receipt but before its body ends: a receipt in hand is owed all
             # the same (reconciliation would fetch it later), so it is taken now.
             if relay.receipt is not None:
-                settlement.settle(relay.receipt, stream.peer.pubkey, _usage_in(relay.usage_event))
+                settlement.settle_relayed(relay, stream.peer.pubkey)
             raise
         finally:
             await beat.stop()
         _require_an_event(dispatcher, stream, relay)
         peer = stream.peer
     await _end_body(response)
-    settlement.settle(relay.receipt, peer.pubkey, _usage_in(relay.usage_event))
+    settlement.settle_relayed(relay, peer.pubkey)
     return response
 
 
@@ -169,7 +174,7 @@ async def relay_events(
         settlement.missing(failed.peer)
         raise
     await _end_body(response)
-    settlement.settle(relay.receipt, peer.pubkey, _usage_in(relay.usage_event))
+    settlement.settle_relayed(relay, peer.pubkey)
     return response
 
 
