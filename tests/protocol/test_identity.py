@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -74,8 +75,12 @@ def test_corrupt_identity_text_is_refused_with_a_reason(text: str, reason: str) 
         ("lob1" + "AB" * 32, "00" * 64),
         ("lob1" + RFC_PUBLIC, "00" * 63),
         ("lob1" + RFC_PUBLIC, "XY" * 64),
+        # Keys are cached by their text: what is not a string is refused, not a TypeError.
+        (["lob1" + RFC_PUBLIC], "00" * 64),
+        ({"lob1": RFC_PUBLIC}, "00" * 64),
+        (None, "00" * 64),
     ],
 )
-def test_malformed_keys_and_signatures(pubkey: str, signature: str) -> None:
+def test_malformed_keys_and_signatures(pubkey: Any, signature: str) -> None:
     with pytest.raises(MalformedMessage):
         verify_signature(pubkey, b"", signature)

@@ -197,8 +197,8 @@ _ANY_CHARACTER = st.characters(min_codepoint=0, max_codepoint=0x10FFFF, blacklis
 def test_a_receipt_verifies_over_its_canonical_json(
     job_id: str, model: str, tokens: int, completed_at: int, extra: dict[str, Any]
 ) -> None:
-    # verify_receipt writes a plain receipt's canonical text with json's sorted encoder; it
-    # must be canonicalize's text to the byte for any strings (non-ASCII, lone surrogates) and
+    # verify_receipt writes a plain receipt's canonical text from a template over json's string
+    # escaper; it must be canonicalize's text to the byte for any strings (non-ASCII, lone surrogates) and
     # integers the schema allows, or honest receipts would be refused.
     body = make_receipt(jobId=job_id, model=model, outputTokens=tokens, completedAt=completed_at)
     extra = {key: value for key, value in extra.items() if key not in body}
@@ -208,3 +208,5 @@ def test_a_receipt_verifies_over_its_canonical_json(
         assume(False)  # an extra integer outside the safe range: refused before signing
     assert _signed_bytes(signed.receipt) == canonical_bytes(signed.receipt.to_wire())
     assert verify_receipt(SignedReceipt.model_validate(signed.to_wire())) == signed
+    # The text the ledger stores and exports is written from a template too: json's to the byte.
+    assert signed_receipt_text(signed) == json.dumps(signed.to_wire(), separators=(",", ":"), ensure_ascii=False)
