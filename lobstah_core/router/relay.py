@@ -56,6 +56,13 @@ class Settlement:
         """:meth:`settle` a whole answer's receipt header, checked against its ``usage``."""
         self.settle(answer.headers.get(RECEIPT_HEADER), answer.peer.pubkey, _usage_in(answer.body))
 
+    def settle_soon(self, answer: Answer) -> Answer:
+        """:meth:`settle_answer` once this turn of the loop is over, and return ``answer``: the
+        client's answer, which this turn writes, does not wait for the receipt (verified and
+        ledgered later still)."""
+        asyncio.get_running_loop().call_soon(self.settle_answer, answer)
+        return answer
+
     def settle_relayed(self, relay: SseRelay, peer: str) -> None:
         """:meth:`settle` the receipt comment a relayed stream from ``peer`` carried, checked
         against the usage its events reported."""
@@ -72,16 +79,12 @@ async def fetch_with_receipt(
 ) -> Answer:
     """The first peer's whole answer to ``call`` (only ``peer``'s, when given: see
     :meth:`Dispatcher.fetch`); its receipt is settled meanwhile."""
-    answer = await dispatcher.fetch(call, peer=peer)
-    # The client's answer does not wait for the receipt: it is taken up once this turn of the
-    # loop (which writes the answer) is over, and verified and ledgered later still.
-    asyncio.get_running_loop().call_soon(settlement.settle_answer, answer)
-    return answer
+    return settlement.settle_soon(await dispatcher.fetch(call, peer=peer))
 
 
 async def relay_plain(dispatcher: Dispatcher, settlement: Settlement, call: Call) -> web.Response:
     """The first peer's whole answer to ``call`` as it came; its receipt is settled meanwhile."""
-    answer = await fetch_with_receipt(dispatcher, settlement, call)
+    answer = settlement.settle_soon(await dispatcher.fetch(call))
     return web.Response(body=answer.body, status=answer.status, content_type="application/json")
 
 

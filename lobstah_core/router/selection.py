@@ -35,6 +35,8 @@ def rank(
         rotation: a counter advanced per request, to rotate ties.
     """
     count = len(candidates)
+    if count < 2:
+        return list(candidates)  # nothing to order (a grid of one peer for the model)
 
     def key(item: tuple[int, Peer]) -> tuple[bool, bool, bool, int, int]:
         index, peer = item

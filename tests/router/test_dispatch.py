@@ -255,6 +255,20 @@ async def test_no_peers_at_all(tmp_path: Path) -> None:
         await grid(tmp_path).fetch(CALL)
 
 
+async def test_peers_whose_announcement_expired_are_no_peers(tmp_path: Path) -> None:
+    # Discovered peers drop out when their announcement expires: A's has, B's has not.
+    now = [1_000_000]
+    dispatcher = grid(tmp_path, ok(), ok(), now=now)
+    peers = dispatcher.directory.peers
+    for key, expires_at in zip(list(peers), (now[0] - 1, now[0] + 60_000)):
+        peers[key] = peers[key].model_copy(update={"expires_at": expires_at})
+    await dispatcher.fetch(CALL)
+    assert tried(dispatcher) == ["B"]
+    now[0] += 120_000  # B's expires too
+    with pytest.raises(NoPeers):
+        await dispatcher.fetch(CALL)
+
+
 @pytest.mark.parametrize(("header", "seconds"), [("7", 7), (" 12 ", 12), ("0", 1), ("99999", 3600),
                                                  ("Wed, 21 Oct 2026 07:28:00 GMT", 1), (None, None), ("", None)])
 def test_retry_after_is_read_in_whole_seconds(header: str | None, seconds: int | None) -> None:
