@@ -7,8 +7,8 @@ One demo worker (zero delay) serves everything; each path runs in its own proces
 process generates the load. Reported: added latency over direct (p50) at concurrency 1,
 plain and streamed (time to first token), with each path's own p99 (a difference of two
 noisy tails says little); throughput at concurrency 32. Both are taken in turns across the
-paths (latency: one request per path in turn, in a shuffled order; throughput: five rounds of a
-second), so that every path sees the same moments of a noisy machine. Targets (issue 4):
+paths (latency: one request per path in turn, in a shuffled order; throughput: ten turns of a
+second, in a shuffled order), so that every path sees the same moments of a noisy machine. Targets (issue 4):
 router overhead <= 1.3x the bare proxy's; router throughput >= 0.8x the bare proxy's.
 The router does strictly more than the bare proxy: it picks a peer, signs the request, verifies
 the Ed25519 receipt and writes it to its ledger. The bare proxy runs on the event loop our
@@ -138,20 +138,23 @@ async def latencies(targets: dict[str, Target], stream: bool, count: int) -> dic
 
 
 async def throughputs(targets: dict[str, Target], stream: bool, seconds: float, concurrency: int = 32,
-                      rounds: int = 5) -> dict[str, float]:
-    """Completions per second through each target with ``concurrency`` clients, ``seconds`` in
-    all, taken in ``rounds`` turns so that every path sees the same moments of a noisy machine."""
-    done = dict.fromkeys(targets, 0)
-    elapsed = dict.fromkeys(targets, 0.0)
+                      rounds: int = 10) -> dict[str, list[float]]:
+    """Completions per second through each target with ``concurrency`` clients, in ``rounds``
+    turns of ``seconds / rounds`` each (a shuffled order each turn), so that every path sees the
+    same moments of a noisy machine: each target's rate in each turn."""
+    rates: dict[str, list[float]] = {name: [] for name in targets}
+    order = list(targets)
+    shuffle = random.Random(23).shuffle
     async with contextlib.AsyncExitStack() as stack:
         sessions = {name: await stack.enter_async_context(
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency))) for name in targets}
         for _ in range(rounds):
-            for name, target in targets.items():
+            shuffle(order)
+            for name in order:
                 started = time.perf_counter()
-                done[name] += await load(sessions[name], target, stream, seconds / rounds, concurrency)
-                elapsed[name] += time.perf_counter() - started
-    return {name: done[name] / elapsed[name] for name in targets}
+                done = await load(sessions[name], targets[name], stream, seconds / rounds, concurrency)
+                rates[name].append(done / (time.perf_counter() - started))
+    return rates
 
 
 async def load(session: aiohttp.ClientSession, target: Target, stream: bool, seconds: float, concurrency: int) -> int:
@@ -178,7 +181,8 @@ async def measure(targets: dict[str, Target], args: argparse.Namespace) -> dict[
         turns = await latencies(targets, stream, args.requests)
         lat = {name: sorted(values) for name, values in turns.items()}
         direct_p50, direct_p99 = statistics.median(lat["direct"]), percentile(lat["direct"], 0.99)
-        rates = await throughputs(targets, stream, args.seconds)
+        turn_rates = await throughputs(targets, stream, args.seconds)
+        rates = {name: statistics.mean(values) for name, values in turn_rates.items()}
         for name in proxies(targets):
             figures[f"{mode}/{name}"] = {
                 "added_p50_ms": round((statistics.median(lat[name]) - direct_p50) * 1000, 3),
@@ -197,6 +201,7 @@ async def measure(targets: dict[str, Target], args: argparse.Namespace) -> dict[
             }
             if name != "router":  # another checkout's router against this one's, turn by turn
                 figures[ratios_key(mode, name)] |= paired_ms(turns, "router", name, "router_minus_it")
+                figures[ratios_key(mode, name)] |= paired_ratio(turn_rates, "router", name, "router_over_it_per_s")
     return figures
 
 
@@ -207,6 +212,14 @@ def paired_ms(turns: dict[str, list[float]], name: str, baseline: str, key: str 
     differences = [(a - b) * 1000 for a, b in zip(turns[name], turns[baseline], strict=True)]
     low, high = median_interval(differences)
     return {key or f"minus_{baseline}_ms": [round(low, 3), round(statistics.median(differences), 3), round(high, 3)]}
+
+
+def paired_ratio(rates: dict[str, list[float]], name: str, baseline: str, key: str) -> dict[str, list[float]]:
+    """The median of ``name``'s throughput over ``baseline``'s in the same turn, with its 95%
+    interval (``[low, median, high]``): a throughput's counterpart of :func:`paired_ms`."""
+    ratios = [a / b for a, b in zip(rates[name], rates[baseline], strict=True)]
+    low, high = median_interval(ratios)
+    return {key: [round(low, 3), round(statistics.median(ratios), 3), round(high, 3)]}
 
 
 def proxies(targets: dict[str, Target]) -> list[str]:
@@ -225,7 +238,8 @@ def ratios_key(mode: str, router: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000, help="sequential requests per path for latency")
-    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput run")
+    parser.add_argument("--seconds", type=float, default=10.0,
+                        help="duration of each path's throughput run, taken in ten turns")
     parser.add_argument("--also", action="append", default=[], type=Path, metavar="CHECKOUT",
                         help="also measure the router of another checkout, in the same rotation (repeatable)")
     parser.add_argument("--json", action="store_true")
@@ -315,6 +329,8 @@ def report(figures: dict[str, dict[str, float]], names: list[str]) -> None:
             if "router_minus_it" in ratios:
                 low, median, high = ratios["router_minus_it"]
                 print(f"  router minus {name}, turn by turn: {median:+.3f} ms [95%: {low:+.3f}, {high:+.3f}]")
+                low, median, high = ratios["router_over_it_per_s"]
+                print(f"  router throughput over {name}'s, turn by turn: {median:.3f}x [95%: {low:.3f}, {high:.3f}]")
     for name in names[2:]:
         print(f"receipts accepted by {name}: {figures[f'{name}/ledger']['receipts_accepted']}")
 
