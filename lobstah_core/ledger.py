@@ -11,7 +11,6 @@ The methods block; servers call them from a thread (``asyncio.to_thread``), neve
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -542,10 +541,11 @@ def _row(signed: SignedReceipt) -> tuple[Any, ...]:
     if text.isascii() or not _has_surrogate(text):
         return row
     # JSON.parse takes a lone surrogate ("\ud800") and the signature covers it (canonical JSON
-    # escapes it), but SQLite holds UTF-8 only and refused the whole batch. The JSON is kept
-    # escaped (it reads back the same); the columns' copies hold the escape as text.
-    escaped = tuple(_escape_surrogates(value) if isinstance(value, str) else value for value in row[:-1])
-    return (*escaped, json.dumps(signed.to_wire(), separators=(",", ":")))
+    # escapes it), but SQLite holds UTF-8 only and refused the whole batch. The JSON keeps its
+    # lone surrogates escaped as JSON.stringify writes them ("\udfff", other characters raw), so
+    # it reads back the same and exports as the JS line it came from; the columns' copies hold
+    # the escape as text.
+    return tuple(_escape_surrogates(value) if isinstance(value, str) else value for value in row)
 
 
 def _has_surrogate(text: str) -> bool:

@@ -40,8 +40,14 @@ def parse_pubkey(pubkey: str) -> bytes:
         MalformedMessage: when ``pubkey`` is not ``lob1`` + 64 lowercase hex digits.
     """
     if not is_pubkey(pubkey):
-        raise MalformedMessage(f"not a lobstah public key: {str(pubkey)[:80]!r}")
+        raise _not_a_pubkey(pubkey)
     return bytes.fromhex(pubkey[len(PUBKEY_PREFIX) :])
+
+
+def _not_a_pubkey(value: object) -> MalformedMessage:
+    # Not str() of a non-string: a deeply nested list would raise RecursionError.
+    shown = repr(value[:80]) if isinstance(value, str) else f"a {type(value).__name__}"
+    return MalformedMessage(f"not a lobstah public key: {shown}")
 
 
 def verify_signature(pubkey: str, message: bytes, signature: str) -> None:
@@ -51,7 +57,11 @@ def verify_signature(pubkey: str, message: bytes, signature: str) -> None:
         MalformedMessage: the key or signature is not well formed.
         InvalidSignature: the signature does not verify.
     """
-    key = _verify_key(str(pubkey))  # str(): an unhashable non-string is refused as malformed
+    if not isinstance(pubkey, str):
+        # A key is its text: the cache is keyed by it, and whatever str() makes of another
+        # object (one may print as a good key) is not a key.
+        raise _not_a_pubkey(pubkey)
+    key = _verify_key(pubkey)
     if not isinstance(signature, str) or _SIGNATURE_RE.fullmatch(signature) is None:
         raise MalformedMessage("signature must be 128 lowercase hex digits")
     try:

@@ -249,6 +249,19 @@ def test_a_lone_surrogate_is_ledgered_beside_good_lines_and_exported_intact(ledg
         assert copy.summary(ROUTER.pubkey) == ledger.summary(ROUTER.pubkey)
 
 
+
+def test_a_lone_surrogate_beside_other_non_ascii_exports_as_the_js_line_it_came_from(ledger: Ledger) -> None:
+    # JSON.stringify escapes a lone surrogate ("\udfff") and writes every other character raw;
+    # the export used to escape all non-ASCII too ("\u00e9"), so the JS ledger came back changed.
+    odd = signed_receipt(WORKER, ROUTER, jobId="lone \udfff é", model="llama 🦞")
+    js_line = json.dumps(odd.to_wire(), separators=(",", ":"), ensure_ascii=False).replace("\udfff", "\\udfff")
+    assert '"jobId":"lone \\udfff é"' in js_line
+    assert ledger.import_jsonl([js_line]).added == 1
+    out = io.StringIO()
+    ledger.export_jsonl(out)
+    assert out.getvalue() == js_line + "\n"
+
+
 def _children(pid: int) -> list[int]:
     """The processes whose parent is ``pid`` (Linux's /proc)."""
     found = []

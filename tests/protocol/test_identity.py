@@ -84,3 +84,26 @@ def test_corrupt_identity_text_is_refused_with_a_reason(text: str, reason: str) 
 def test_malformed_keys_and_signatures(pubkey: Any, signature: str) -> None:
     with pytest.raises(MalformedMessage):
         verify_signature(pubkey, b"", signature)
+
+
+class _PrintsAsKey:
+    """Not a string, though ``str()`` of it is a well-formed key."""
+
+    def __str__(self) -> str:
+        return "lob1" + RFC_PUBLIC
+
+
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("pubkey", [_PrintsAsKey(), _nested(100_000)], ids=["prints-as-a-key", "deeply-nested"])
+def test_a_key_that_is_not_a_string_is_malformed_whatever_it_prints_as(pubkey: object) -> None:
+    # A key is a lob1 string. The verify-key cache once took str() of anything, so an object
+    # printing as a good key verified a good signature, and a deeply nested list raised
+    # RecursionError (str() of it) instead of MalformedMessage.
+    with pytest.raises(MalformedMessage):
+        verify_signature(pubkey, b"", RFC_SIGNATURE)  # type: ignore[arg-type]
