@@ -1,7 +1,7 @@
 """Router benchmark: direct to a worker, through a bare aiohttp pass-through proxy (the floor of
 this stack), and through our router, measured side by side in one run.
 
-    python bench/router.py [--requests 1000] [--seconds 5] [--also CHECKOUT ...] [--json]
+    python bench/router.py [--requests 1000] [--seconds 10] [--also CHECKOUT ...] [--json]
 
 One demo worker (zero delay) serves everything; each path runs in its own process and this
 process generates the load. Reported: added latency over direct (p50) at concurrency 1,
@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import random
 import shutil
@@ -182,7 +183,7 @@ async def measure(targets: dict[str, Target], args: argparse.Namespace) -> dict[
         lat = {name: sorted(values) for name, values in turns.items()}
         direct_p50, direct_p99 = statistics.median(lat["direct"]), percentile(lat["direct"], 0.99)
         turn_rates = await throughputs(targets, stream, args.seconds)
-        rates = {name: statistics.mean(values) for name, values in turn_rates.items()}
+        rates = {name: statistics.mean(values) for name, values in turn_rates.items()}  # mean of the turns' rates
         for name in proxies(targets):
             figures[f"{mode}/{name}"] = {
                 "added_p50_ms": round((statistics.median(lat[name]) - direct_p50) * 1000, 3),
@@ -217,7 +218,8 @@ def paired_ms(turns: dict[str, list[float]], name: str, baseline: str, key: str 
 def paired_ratio(rates: dict[str, list[float]], name: str, baseline: str, key: str) -> dict[str, list[float]]:
     """The median of ``name``'s throughput over ``baseline``'s in the same turn, with its 95%
     interval (``[low, median, high]``): a throughput's counterpart of :func:`paired_ms`."""
-    ratios = [a / b for a, b in zip(rates[name], rates[baseline], strict=True)]
+    # A turn in which the baseline completed nothing (a stalled router) has no ratio.
+    ratios = [a / b for a, b in zip(rates[name], rates[baseline], strict=True) if b > 0] or [math.nan]
     low, high = median_interval(ratios)
     return {key: [round(low, 3), round(statistics.median(ratios), 3), round(high, 3)]}
 
