@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 
 from lobstah_core.config import RouterSettings, WorkerSettings
@@ -59,8 +60,6 @@ async def start_worker(tmp_path: Path) -> AsyncIterator[StartWorker]:
     yield start
     for server in servers:
         await server.stop()
-
-
 
 
 @pytest.fixture
@@ -119,6 +118,32 @@ async def start_router(router_home: Path) -> AsyncIterator[StartRouter]:
     yield start
     for server in servers:
         await server.stop()
+
+
+#: openai SDK clients made by :func:`sdk_client`, closed as the test that made them ends.
+_SDK_CLIENTS: list[openai.AsyncOpenAI] = []
+
+
+def sdk_client(base_url: str, **options: Any) -> openai.AsyncOpenAI:
+    """An ``openai.AsyncOpenAI`` for ``base_url`` (api key "x", no retries unless given), closed
+    on the test's own loop as the test ends (the ``closes_sdk_clients`` fixture, autouse where
+    the tests use it).
+
+    The SDK closes a client left open from its ``__del__``, on whatever loop runs when the
+    garbage collector gets there: a later test's, where the close fails with "Event loop is
+    closed" and its log record lands in that test (failing one that checks its log is clean).
+    """
+    client = openai.AsyncOpenAI(base_url=base_url, **{"api_key": "x", "max_retries": 0, **options})
+    _SDK_CLIENTS.append(client)
+    return client
+
+
+@pytest.fixture
+async def closes_sdk_clients() -> AsyncIterator[None]:
+    """Close every client :func:`sdk_client` made during the test."""
+    yield
+    while _SDK_CLIENTS:
+        await _SDK_CLIENTS.pop().close()
 
 
 async def ledgered(home: Path, expected: int, timeout: float = 5.0) -> list[SignedReceipt]:

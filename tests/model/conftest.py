@@ -19,7 +19,7 @@ import pytest
 from lobstah_core.engines.llamacpp import DEFAULT_MODEL_NAME, LlamaCppEngine, packaged_model_path
 from lobstah_core.http import RunningServer
 
-from ..conftest import WORKER, StartRouter, StartWorker, add_peer, free_port, wait_for_port
+from ..conftest import WORKER, StartRouter, StartWorker, add_peer, free_port, sdk_client, wait_for_port
 
 MODEL = DEFAULT_MODEL_NAME
 #: Same tokens for the same prompt: greedy sampling.
@@ -27,7 +27,7 @@ GREEDY: dict[str, Any] = {"temperature": 0, "seed": 7}
 
 
 def sdk(router: RunningServer) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{router.url}/v1", api_key="x", max_retries=0, timeout=120)
+    return sdk_client(f"{router.url}/v1", timeout=120)
 
 
 def ask(text: str) -> list[dict[str, str]]:

@@ -14,7 +14,7 @@ from lobstah_core.http import RunningServer
 from ..conftest import ledgered
 from .conftest import GREEDY, MODEL, ask, sdk
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.usefixtures("closes_sdk_clients")]  # sdk() clients closed
 
 
 async def test_a_plain_answer_and_a_receipt_for_exactly_its_usage(grid: RunningServer, router_home: Path) -> None:

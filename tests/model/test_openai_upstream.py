@@ -13,7 +13,7 @@ from lobstah_core.http import RunningServer
 from ..conftest import WORKER, StartRouter, StartWorker, add_peer, ledgered
 from .conftest import GREEDY, MODEL, ask, sdk
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.usefixtures("closes_sdk_clients")]  # sdk() clients closed
 
 
 @pytest.fixture

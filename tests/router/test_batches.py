@@ -22,15 +22,17 @@ from lobstah_core.router.memory import MemoryRequest, MemoryResponse, MemoryTran
 from lobstah_core.router.peers import Peer, PeerStore
 from lobstah_core.protocol import Identity
 
-from ..conftest import StartWorker
+from ..conftest import StartWorker, sdk_client
 from .rogue_worker import create_rogue_app
 from .conftest import ROUTER_ID, StartRouter, add_peer, ledgered
+
+pytestmark = pytest.mark.usefixtures("closes_sdk_clients")  # sdk() clients closed on the test's loop
 
 WORKERS = [Identity.from_seed(bytes([n]) * 32) for n in (0xB1, 0xB2)]
 
 
 def sdk(router_url: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{router_url}/v1", api_key="x", max_retries=0)
+    return sdk_client(f"{router_url}/v1")
 
 
 def request_line(custom_id: str, model: str = "demo-fast", **body: Any) -> dict[str, Any]:

@@ -14,8 +14,10 @@ from lobstah_core.engines.openai_compat import OpenAICompatibleEngine
 from lobstah_core.protocol import Identity
 from lobstah_core.protocol.embeddings import decode_base64
 
-from ..conftest import StartWorker, ledgered
+from ..conftest import StartWorker, ledgered, sdk_client
 from .conftest import ROUTER_ID, StartRouter, add_peer
+
+pytestmark = pytest.mark.usefixtures("closes_sdk_clients")  # sdk() clients closed on the test's loop
 
 WORKER = Identity.from_seed(b"\xe1" * 32)
 TEXTS = ["tides come in", "lobsters molt"]
@@ -28,7 +30,7 @@ class ChatOnlyEngine(DemoEngine):
 
 
 def sdk(router_url: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{router_url}/v1", api_key="x", max_retries=0)
+    return sdk_client(f"{router_url}/v1")
 
 
 @pytest.fixture

@@ -12,8 +12,10 @@ from lobstah_core.engines.demo import DemoEngine
 from lobstah_core.ledger import Ledger
 from lobstah_core.protocol import Identity
 
-from ..conftest import StartWorker
+from ..conftest import StartWorker, sdk_client
 from .conftest import ROUTER_ID, StartRouter, add_peer, ledgered
+
+pytestmark = pytest.mark.usefixtures("closes_sdk_clients")  # sdk() clients closed on the test's loop
 
 WORKERS = [Identity.from_seed(bytes([n]) * 32) for n in (0xA1, 0xA2)]
 
@@ -31,7 +33,7 @@ class RecordingEngine(DemoEngine):
 
 
 def sdk(router_url: str, **options: Any) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{router_url}/v1", api_key=options.pop("api_key", "x"), max_retries=0, **options)
+    return sdk_client(f"{router_url}/v1", **options)
 
 
 @pytest.fixture

@@ -59,9 +59,9 @@ async def test_attached_dashboard_shows_the_batches_there_before_it_and_follows_
     node = headless_node(tmp_path)
     identity = node.identity
     await node.start()
+    assert node.router is not None
+    client = openai.AsyncOpenAI(base_url=f"{node.router.url}/v1", api_key="x", max_retries=0)
     try:
-        assert node.router is not None
-        client = openai.AsyncOpenAI(base_url=f"{node.router.url}/v1", api_key="x", max_retries=0)
         earlier = await _run_batch(client, 5)
         for _ in range(100):
             if (await client.batches.retrieve(earlier)).status == "completed":
@@ -78,6 +78,7 @@ async def test_attached_dashboard_shows_the_batches_there_before_it_and_follows_
             assert panel.rows[later].items_per_peer == {identity.pubkey: 7}
             await wait_for(pilot, lambda: "this node 7" in "".join(screen_rows(app)))
     finally:
+        await client.close()
         await node.stop()
         await asyncio.sleep(0)
 

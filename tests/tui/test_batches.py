@@ -148,13 +148,10 @@ async def test_a_batch_on_a_live_grid_shows_its_peers_and_completes(tmp_path: Pa
     app = LobstahApp(demo.node, demo)  # its chat traffic does not count in the batch's figures
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: len(app.query_one(PeersPanel).rows) == 2)
-        client = openai.AsyncOpenAI(base_url=f"{demo.node.router_url}/v1", api_key="x", max_retries=0)
-        lines = [{"custom_id": f"item-{n}", "method": "POST", "url": "/v1/chat/completions",
-                  "body": {"model": "demo-fast", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}}
-                 for n in range(30)]
-        upload = await client.files.create(file=("in.jsonl", "".join(json.dumps(line) + "\n" for line in lines).encode()),
-                                           purpose="batch")
-        batch = await client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="1h")
+        # Closed before the app (and its node) stops: the SDK closes a client left open on
+        # whatever loop runs when it is collected, a later test's.
+        async with openai.AsyncOpenAI(base_url=f"{demo.node.router_url}/v1", api_key="x", max_retries=0) as client:
+            batch = await _create_batch(client)
         panel = app.query_one(BatchesPanel)
         await wait_for(pilot, lambda: panel.rows.get(batch.id) is not None and panel.rows[batch.id].status == "completed")
         row = panel.rows[batch.id]
@@ -162,3 +159,12 @@ async def test_a_batch_on_a_live_grid_shows_its_peers_and_completes(tmp_path: Pa
         assert sum(row.items_per_peer.values()) == 30 and len(row.items_per_peer) == 2  # both peers served
         text = "\n".join(screen_rows(app))
         assert "30/30" in text and "swift" in text and "completed" in text
+
+
+async def _create_batch(client: openai.AsyncOpenAI) -> Any:
+    lines = [{"custom_id": f"item-{n}", "method": "POST", "url": "/v1/chat/completions",
+              "body": {"model": "demo-fast", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}}
+             for n in range(30)]
+    upload = await client.files.create(file=("in.jsonl", "".join(json.dumps(line) + "\n" for line in lines).encode()),
+                                       purpose="batch")
+    return await client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="1h")
