@@ -258,14 +258,12 @@ class Dispatcher:
         """
         # One pass over the peers (this is on every request's path): the healthy holders of
         # the model, and what to say when there are none.
+        active = self.directory.active()  # (announcements not expired)
         now = self._clock_ms()
         healthy: list[Peer] = []
         excluded_until: list[int] = []
-        active = unknown = 0
-        for peer in self.directory.peers.values():
-            if peer.expired(now):
-                continue
-            active += 1
+        unknown = 0
+        for peer in active:
             state = self.health.of(peer.pubkey)
             capacity = state.capacity
             if capacity is None:
@@ -276,7 +274,7 @@ class Dispatcher:
                 else:
                     healthy.append(peer)
         if not healthy:
-            raise self._no_candidate(model, active, unknown, excluded_until, now)
+            raise self._no_candidate(model, len(active), unknown, excluded_until, now)
         return rank(healthy, self.health.peers, tier, next(self._rotation))
 
     def _no_candidate(self, model: str, active: int, unknown: int, excluded_until: list[int], now: int) -> LobstahError:
